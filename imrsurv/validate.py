@@ -1,0 +1,383 @@
+"""Checks on the event log, covariate log and site table.
+
+Each check returns problems for every bad row it finds (never only the
+first), with the row's line number and site. ``read_history`` gathers them and
+raises one :class:`~imrsurv.errors.DataError`.
+
+The event log's grammar per site is ``start (discontinue restart)* discontinue? end``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._tables import DAYS_PER_YEAR, TIME_UNITS, ParsedTimes, Table, display, missing_mask, parse_times
+from .errors import Problem
+
+EVENTS = ("start", "discontinue", "restart", "end")
+# Events at the same time as the previous one are ordered like this.
+_EVENT_RANK = {"start": 0, "discontinue": 1, "restart": 2, "end": 3}
+# Allowed (previous, current) pairs; everything else is reported.
+_ALLOWED = {
+    ("start", "discontinue"), ("start", "end"),
+    ("discontinue", "restart"), ("discontinue", "end"),
+    ("restart", "discontinue"), ("restart", "end"),
+}
+STANDARD_COVARIATES = ("leadership_change", "team_size", "training_access")
+
+
+@dataclass
+class Checked:
+    """Rows of one input after checking: the frame, problems, and bad-row mask."""
+
+    frame: pd.DataFrame
+    problems: list[Problem]
+    bad: np.ndarray  # bool per row: the row itself is invalid
+
+
+def _problem(table: Table, i: int, site: object, message: str) -> Problem:
+    site_label = None if site is None or (isinstance(site, float) and np.isnan(site)) else str(site)
+    return Problem(table.source, str(table.where[i]), site_label, message)
+
+
+def require_columns(table: Table, required: tuple[str, ...], what: str) -> list[Problem]:
+    missing = [c for c in required if c not in table.frame.columns]
+    if not missing:
+        return []
+    have = ", ".join(map(str, table.frame.columns)) or "none"
+    return [Problem(table.source, None, None,
+                    f"{what} lacks required column(s) {', '.join(missing)} (columns: {have})")]
+
+
+def _site_column(table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """Site labels as text, and a mask of rows with no site."""
+    raw = table.frame["site"]
+    missing = missing_mask(raw)
+    sites = raw.astype(str).str.strip().to_numpy(dtype=object)
+    sites[missing] = None
+    return sites, missing
+
+
+def _time_problems(table: Table, times: ParsedTimes, sites: np.ndarray, col: str) -> list[Problem]:
+    shown = display(table.frame[col])
+    out = []
+    for i in np.flatnonzero(times.kind == "missing"):
+        out.append(_problem(table, i, sites[i], f"missing {col}"))
+    for i in np.flatnonzero(times.kind == "bad"):
+        out.append(_problem(table, i, sites[i],
+                            f'{col} "{shown[i]}" is neither a number nor an ISO date'))
+    n_num = int((times.kind == "number").sum())
+    n_date = int((times.kind == "date").sum())
+    if n_num and n_date:
+        minority = "date" if n_date <= n_num else "number"
+        majority = "numbers" if minority == "date" else "dates"
+        for i in np.flatnonzero(times.kind == minority):
+            out.append(_problem(table, i, sites[i],
+                                f'{col} "{shown[i]}" is a {minority} but other times are '
+                                f"{majority} (mixed date and number times)"))
+    return out
+
+
+def time_kind(times: ParsedTimes) -> str | None:
+    """'number' or 'date': the kind most parsed times have (the others are reported)."""
+    n_num = int((times.kind == "number").sum())
+    n_date = int((times.kind == "date").sum())
+    if n_num == n_date == 0:
+        return None
+    return "date" if n_date > n_num else "number"
+
+
+def check_events(table: Table, time_unit: str) -> Checked:
+    """Check the event log and convert times to years on the analysis scale.
+
+    Returns a frame with ``site, time, event, line, _pos`` (+ ``practice``), one
+    row per input row, ``time`` in years: numeric times divided by the unit,
+    ISO dates as years since that site's ``start`` (365.25-day years).
+    """
+    problems: list[Problem] = []
+    frame = table.frame
+    n = len(frame)
+    sites, no_site = _site_column(table)
+    bad = no_site.copy()
+    for i in np.flatnonzero(no_site):
+        problems.append(_problem(table, i, None, "missing site"))
+
+    event = frame["event"].astype(str).str.strip().str.lower().to_numpy(dtype=object)
+    unknown = ~np.isin(event, EVENTS)
+    shown_event = display(frame["event"])
+    for i in np.flatnonzero(unknown):
+        problems.append(_problem(table, i, sites[i],
+                                 f'unknown event "{shown_event[i]}" (allowed: {", ".join(EVENTS)})'))
+    bad |= unknown
+
+    times = parse_times(frame["time"])
+    problems += _time_problems(table, times, sites, "time")
+    kind = time_kind(times)
+    bad |= ~np.isin(times.kind, [kind] if kind else [])
+
+    out = pd.DataFrame({
+        "site": sites, "event": event, "_pos": np.arange(n),
+        "line": table.where, "_raw_time": display(frame["time"]),
+    })
+    if "practice" in frame.columns:
+        out["practice"] = frame["practice"].astype(str).str.strip().to_numpy(dtype=object)
+    out["_num"] = times.number
+    out["_date"] = times.date
+    out["_bad"] = bad
+
+    problems += _duplicate_problems(table, out)
+    seq_problems, seq_bad_sites = _sequence_problems(table, out[~out["_bad"]], kind)
+    problems += seq_problems
+    out["time"] = _to_years(out, kind, time_unit)
+    if "practice" in out.columns:
+        problems += _constant_within_site(table, out[~out["_bad"]], "practice")
+    return Checked(out, problems, bad | out["site"].isin(seq_bad_sites).to_numpy())
+
+
+def _duplicate_problems(table: Table, out: pd.DataFrame) -> list[Problem]:
+    keyed = out.assign(_t=out["_raw_time"])
+    dup = keyed.duplicated(["site", "event", "_t"], keep="first").to_numpy()
+    if not dup.any():
+        return []
+    first = keyed.groupby(["site", "event", "_t"], sort=False, dropna=False)["_pos"].transform("first")
+    out.loc[dup, "_bad"] = True
+    return [_problem(table, i, out["site"].iat[i],
+                     f"duplicate row (same as {table.where[first.iat[i]]})")
+            for i in np.flatnonzero(dup)]
+
+
+def _sequence_problems(table: Table, ok: pd.DataFrame, kind: str | None) -> tuple[list[Problem], set]:
+    """Problems with the order of events within each site.
+
+    Rows are sorted by site, time and event rank; each row is classified
+    against the previous one with array operations, and only the problem rows
+    are turned into messages.
+    """
+    problems: list[Problem] = []
+    if ok.empty:
+        return problems, set()
+    t = ok["_num"].to_numpy() if kind != "date" else ok["_date"].to_numpy().astype("int64") / 8.64e13
+    df = ok.assign(_t=t, _rank=ok["event"].map(_EVENT_RANK))
+    df = df.sort_values(["site", "_t", "_rank", "_pos"], kind="stable").reset_index(drop=True)
+    site = df["site"].to_numpy(dtype=object)
+    cur = df["event"].to_numpy(dtype=object)
+    pos = df["_pos"].to_numpy()
+    raw = df["_raw_time"].to_numpy(dtype=object)
+    tt = df["_t"].to_numpy()
+    first = np.r_[True, site[1:] != site[:-1]]
+    last = np.r_[site[1:] != site[:-1], True]
+    prev = np.r_[None, cur[:-1]].astype(object)
+    prev_idx = np.r_[0, np.arange(len(df) - 1)]
+    has_start = pd.Series(cur == "start").groupby(site).transform("any").to_numpy()
+    has_end = pd.Series(cur == "end").groupby(site).transform("any").to_numpy()
+
+    pairs = pd.Series(list(zip(prev, cur, strict=True)))
+    allowed = pairs.isin(_ALLOWED).to_numpy()
+    same_time = np.r_[False, tt[1:] == tt[:-1]]
+    closes_at_last_contact = (cur == "end") & np.isin(prev, ["discontinue", "restart"])
+    before = first & (cur != "start") & has_start
+    order = ~first & ~allowed
+    zero = ~first & allowed & same_time & ~closes_at_last_contact
+
+    bad_sites: set = set()
+    for i in np.flatnonzero(first & ~has_start):
+        problems.append(_problem(table, pos[i], site[i], "no start event for this site"))
+    for i in np.flatnonzero(last & ~has_end):
+        problems.append(_problem(table, pos[i], site[i],
+                                 "no end event (end of follow-up) for this site"))
+    for i in np.flatnonzero(before):
+        problems.append(_problem(table, pos[i], site[i],
+                                 f"{cur[i]} at {raw[i]} is before the site's start"))
+    for i in np.flatnonzero(order):
+        j = prev_idx[i]
+        problems.append(_problem(
+            table, pos[i], site[i],
+            f"{_order_message(cur[i], prev[i])} "
+            f"(last event: {prev[i]} at {raw[j]}, {table.where[pos[j]]})"))
+    for i in np.flatnonzero(zero):
+        j = prev_idx[i]
+        problems.append(_problem(
+            table, pos[i], site[i],
+            f"zero-length episode: {cur[i]} at {raw[i]}, the same time as the {prev[i]} on "
+            f"{table.where[pos[j]]}"))
+    flagged = (first & ~has_start) | (last & ~has_end) | before | order | zero
+    bad_sites.update(site[flagged])
+    problems.sort(key=lambda p: _line_number(p.where))
+    return problems, bad_sites
+
+
+def _line_number(where: str | None) -> float:
+    try:
+        return float(str(where).split()[-1])
+    except (ValueError, IndexError):
+        return float("inf")
+
+
+def _order_message(cur: str, prev: str) -> str:
+    if cur == "start":
+        return "more than one start"
+    if prev == "end":
+        return f"{cur} after end of follow-up"
+    if cur == "restart":
+        return "restart while active"
+    if cur == "discontinue":
+        return "discontinue while discontinued"
+    if cur == "end":
+        return "more than one end"
+    return f"{cur} not allowed after {prev}"
+
+
+def _to_years(out: pd.DataFrame, kind: str | None, time_unit: str) -> np.ndarray:
+    if kind == "date":
+        start_date = out[out["event"] == "start"].groupby("site")["_date"].min()
+        origin = out["site"].map(start_date).to_numpy(dtype="datetime64[ns]")
+        delta = (out["_date"].to_numpy() - origin).astype("timedelta64[ns]").astype("int64")
+        years = delta / (8.64e13 * DAYS_PER_YEAR)
+        return np.where(np.isnat(origin) | np.isnat(out["_date"].to_numpy()), np.nan, years)
+    return out["_num"].to_numpy() / TIME_UNITS[time_unit]
+
+
+def _constant_within_site(table: Table, ok: pd.DataFrame, col: str) -> list[Problem]:
+    n_values = ok.groupby("site")[col].nunique()
+    bad = n_values[n_values > 1].index
+    out = []
+    for site in bad:
+        rows = ok[ok["site"] == site]
+        first = rows[col].iloc[0]
+        for i, v in zip(rows["_pos"], rows[col], strict=True):
+            if v != first:
+                out.append(_problem(table, int(i), site,
+                                    f'{col} "{v}" differs from "{first}" on {table.where[int(rows["_pos"].iloc[0])]}'))
+    return out
+def check_covariates(
+    table: Table,
+    site_entry: pd.Series,
+    site_origin_date: pd.Series | None,
+    time_unit: str,
+    event_kind: str | None,
+    binary: tuple[str, ...],
+) -> Checked:
+    """Check the covariate log against the sites of the (checked) event log.
+
+    ``site_entry`` maps each valid site to its start time in years;
+    ``site_origin_date`` maps it to its start date when event times are dates.
+    """
+    problems: list[Problem] = []
+    frame = table.frame
+    sites, no_site = _site_column(table)
+    bad = no_site.copy()
+    for i in np.flatnonzero(no_site):
+        problems.append(_problem(table, i, None, "missing site"))
+    unknown = ~no_site & ~np.isin(sites, site_entry.index.to_numpy(dtype=object))
+    for i in np.flatnonzero(unknown):
+        problems.append(_problem(table, i, sites[i], "covariate row for a site not in the event log"))
+    bad |= unknown
+
+    times = parse_times(frame["time"])
+    problems += _time_problems(table, times, sites, "time")
+    kind = time_kind(times)
+    if kind and event_kind and kind != event_kind:
+        problems.append(Problem(table.source, None, None,
+                                f"covariate times are {kind}s but event times are {event_kind}s"))
+        kind = None
+    bad |= ~np.isin(times.kind, [kind] if kind else [])
+
+    out = pd.DataFrame({"site": sites, "_pos": np.arange(len(frame)), "line": table.where})
+    if kind == "date" and site_origin_date is not None:
+        origin = pd.Series(sites).map(site_origin_date).to_numpy(dtype="datetime64[ns]")
+        delta = (times.date - origin).astype("timedelta64[ns]").astype("int64")
+        out["time"] = np.where(np.isnat(origin), np.nan, delta / (8.64e13 * DAYS_PER_YEAR))
+    else:
+        out["time"] = times.number / TIME_UNITS[time_unit]
+
+    value_cols = [c for c in frame.columns if c not in ("site", "time")]
+    for col in value_cols:
+        col_problems, col_bad, values = _check_covariate_column(table, col, sites, binary)
+        problems += col_problems
+        bad |= col_bad
+        out[col] = values
+
+    keyed = out.assign(_raw=display(frame["time"]))
+    dup = keyed.duplicated(["site", "_raw"], keep="first").to_numpy() & ~bad
+    first = keyed.groupby(["site", "_raw"], sort=False, dropna=False)["_pos"].transform("first")
+    for i in np.flatnonzero(dup):
+        problems.append(_problem(table, i, sites[i],
+                                 f"two covariate rows for the same time (see {table.where[first.iat[i]]})"))
+    bad |= dup
+
+    good = out[~bad]
+    first_time = good.groupby("site")["time"].min()
+    for site, entry in site_entry.items():
+        ft = first_time.get(site)
+        if ft is None or np.isnan(ft):
+            problems.append(Problem(table.source, None, str(site),
+                                    "no covariate rows for this site (covariates missing at its start)"))
+        elif ft > entry + 1e-12:
+            i = int(good.loc[(good["site"] == site) & (good["time"] == ft), "_pos"].iloc[0])
+            problems.append(_problem(table, i, site,
+                                     f"covariates missing at the site's start: first row is at "
+                                     f"{ft:g}, start is at {entry:g}"))
+    return Checked(out, problems, bad)
+
+
+def _check_covariate_column(
+    table: Table, col: str, sites: np.ndarray, binary: tuple[str, ...]
+) -> tuple[list[Problem], np.ndarray, pd.Series]:
+    raw = table.frame[col]
+    missing = missing_mask(raw)
+    problems = [_problem(table, i, sites[i], f"missing value for {col}") for i in np.flatnonzero(missing)]
+    bad = missing.copy()
+    shown = display(raw)
+    numeric = pd.to_numeric(raw.where(~missing), errors="coerce")
+    must_be_numeric = col in STANDARD_COVARIATES or col in binary
+    not_number = ~missing & numeric.isna().to_numpy()
+    if not must_be_numeric and not_number.any():
+        # a user column of labels: carried through as text
+        values = raw.astype(str).str.strip().where(~missing)
+        return problems, bad, values
+    for i in np.flatnonzero(not_number):
+        problems.append(_problem(table, i, sites[i], f'{col} "{shown[i]}" is not a number'))
+    bad |= not_number
+    v = numeric.to_numpy(dtype=float)
+    if col == "team_size":
+        neg = v < 0
+        for i in np.flatnonzero(neg):
+            problems.append(_problem(table, i, sites[i], f"negative team size {shown[i]}"))
+        bad |= neg
+    if col in binary or col == "leadership_change":
+        nb = ~np.isnan(v) & ~np.isin(v, [0.0, 1.0])
+        for i in np.flatnonzero(nb):
+            problems.append(_problem(table, i, sites[i], f"{col} must be 0 or 1, got {shown[i]}"))
+        bad |= nb
+    return problems, bad, pd.Series(v)
+
+
+def check_sites(table: Table, event_sites: np.ndarray) -> Checked:
+    """Check the site-level table: one row per site, every event-log site present."""
+    problems: list[Problem] = []
+    sites, no_site = _site_column(table)
+    for i in np.flatnonzero(no_site):
+        problems.append(_problem(table, i, None, "missing site"))
+    frame = table.frame.copy()
+    frame["site"] = sites
+    frame["_pos"] = np.arange(len(frame))
+    dup = frame.duplicated("site", keep="first").to_numpy() & ~no_site
+    for i in np.flatnonzero(dup):
+        problems.append(_problem(table, i, sites[i], "site listed more than once in the site table"))
+    unknown = ~no_site & ~np.isin(sites, event_sites)
+    for i in np.flatnonzero(unknown):
+        problems.append(_problem(table, i, sites[i], "site not in the event log"))
+    listed = set(sites[~no_site])
+    for s in event_sites:
+        if s not in listed:
+            problems.append(Problem(table.source, None, str(s), "site from the event log missing from the site table"))
+    for col in frame.columns:
+        if col in ("site", "_pos"):
+            continue
+        num = pd.to_numeric(frame[col].where(~missing_mask(frame[col])), errors="coerce")
+        if num.notna().sum() == (~missing_mask(frame[col])).sum():
+            frame[col] = num
+    return Checked(frame, problems, no_site | dup | unknown)
