@@ -249,9 +249,12 @@ def _constant_within_site(table: Table, ok: pd.DataFrame, col: str) -> list[Prob
         first = rows[col].iloc[0]
         for i, v in zip(rows["_pos"], rows[col], strict=True):
             if v != first:
+                first_where = table.where[int(rows["_pos"].iloc[0])]
                 out.append(_problem(table, int(i), site,
-                                    f'{col} "{v}" differs from "{first}" on {table.where[int(rows["_pos"].iloc[0])]}'))
+                                    f'{col} "{v}" differs from "{first}" on {first_where}'))
     return out
+
+
 def check_covariates(
     table: Table,
     site_entry: pd.Series,
@@ -373,7 +376,8 @@ def check_sites(table: Table, event_sites: np.ndarray) -> Checked:
     listed = set(sites[~no_site])
     for s in event_sites:
         if s not in listed:
-            problems.append(Problem(table.source, None, str(s), "site from the event log missing from the site table"))
+            problems.append(Problem(table.source, None, str(s),
+                                    "site from the event log missing from the site table"))
     for col in frame.columns:
         if col in ("site", "_pos"):
             continue
