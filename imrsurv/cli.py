@@ -1,1 +1,122 @@
-def main(): pass
+"""The ``imrsurv`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+import pandas as pd
+
+from .errors import DataError
+
+DATASETS = ("bond2014", "norway_imr")
+
+
+def _add_inputs(p: argparse.ArgumentParser, events_required: bool = True) -> None:
+    p.add_argument("events", nargs=None if events_required else "?",
+                   help="event log (CSV or Parquet): site, time, event[, practice]")
+    p.add_argument("--covariates", metavar="F", help="covariate log: site, time, <covariates>")
+    p.add_argument("--sites", metavar="F", help="site table: site, <site-level columns>")
+    p.add_argument("--time-unit", default="years", choices=["years", "months", "weeks", "days"],
+                   help="unit of numeric times (default: years)")
+    p.add_argument("--recent-window", type=float, default=1.0, metavar="YEARS",
+                   help="years a leadership change counts as recent (default: 1)")
+
+
+def _history(args: argparse.Namespace, strict: bool = True):
+    from .history import read_history
+
+    if getattr(args, "dataset", None):
+        from . import datasets
+
+        return getattr(datasets, f"load_{args.dataset}")()
+    if not args.events:
+        raise SystemExit("imrsurv: give an event log or --dataset NAME")
+    return read_history(args.events, args.covariates, args.sites, time_unit=args.time_unit,
+                        recent_window=args.recent_window, strict=strict)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .history import read_history
+
+    try:
+        hist = read_history(args.events, args.covariates, args.sites, time_unit=args.time_unit,
+                            recent_window=args.recent_window)
+    except DataError as err:
+        print(err)
+        print("\nFAILED: fix the rows above (nothing was used).")
+        return 1
+    print("checks passed:")
+    for check in ("required columns", "event names", "times parse (numbers or ISO dates, not mixed)",
+                  "one start first and one end last per site", "discontinue/restart alternate",
+                  "no duplicate rows or zero-length episodes", "covariates known sites, present at start",
+                  "team size >= 0, binary covariates 0/1"):
+        print(f"  ok  {check}")
+    print()
+    print(hist.accounting)
+    print(f"\n{hist!r}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    hist = _history(args)
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(repr(hist))
+        print("\nSummary (person-years, events):")
+        print(hist.summary(by=args.by).round(2).to_string())
+        status = hist.status_at(args.horizon)
+        print(f"\nStatus at {args.horizon:g} years (crude counts):")
+        counts = status.value_counts(sort=False)
+        followed = int(counts.drop("censored").sum())
+        table = pd.DataFrame({"sites": counts})
+        table["% of followed"] = (100 * counts / followed).round(1) if followed else float("nan")
+        table.loc["censored", "% of followed"] = float("nan")
+        print(table.to_string())
+        if args.by and args.by in hist.sites.columns:
+            by = hist.sites.set_index("site")[args.by]
+            print(f"\nStatus at {args.horizon:g} years by {args.by}:")
+            print(pd.crosstab(by.reindex(status.index), status, margins=True,
+                              margins_name="all").to_string())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imrsurv",
+        description="Sustainment of evidence-based programmes: survival, recurrent-event and "
+                    "multi-state analysis of programme histories.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check an event log (and covariates, sites); exit 1 on problems",
+                       description="Check the inputs and list every problem with its line and site.")
+    _add_inputs(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("describe", help="summary and status table at a horizon",
+                       description="Print the person-time summary and each status at the horizon.")
+    _add_inputs(p, events_required=False)
+    p.add_argument("--dataset", choices=DATASETS, help="use a shipped dataset instead of files")
+    p.add_argument("--horizon", type=float, default=6.0, help="years (default: 6)")
+    p.add_argument("--by", default="practice", help="site column to group by (default: practice)")
+    p.set_defaults(func=cmd_describe)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Later modules (report, simulate) add their sub-commands here.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataError as err:
+        print(err, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

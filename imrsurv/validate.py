@@ -179,7 +179,9 @@ def _sequence_problems(table: Table, ok: pd.DataFrame, kind: str | None) -> tupl
     same_time = np.r_[False, tt[1:] == tt[:-1]]
     closes_at_last_contact = (cur == "end") & np.isin(prev, ["discontinue", "restart"])
     before = first & (cur != "start") & has_start
-    order = ~first & ~allowed
+    nth_start = pd.Series(cur == "start").groupby(site).cumsum().to_numpy()
+    first_start = (cur == "start") & (nth_start == 1)  # events before it are reported as such
+    order = ~first & ~allowed & ~first_start
     zero = ~first & allowed & same_time & ~closes_at_last_contact
 
     bad_sites: set = set()
@@ -311,7 +313,8 @@ def check_covariates(
                                  f"two covariate rows for the same time (see {table.where[first.iat[i]]})"))
     bad |= dup
 
-    good = out[~bad]
+    # rows with a known site and time count here even when a value is bad (reported above)
+    good = out[~no_site & ~unknown & np.isfinite(out["time"].to_numpy(dtype=float))]
     first_time = good.groupby("site")["time"].min()
     for site, entry in site_entry.items():
         ft = first_time.get(site)
