@@ -1,0 +1,532 @@
+"""Aalen-Johansen estimates for the sustained / discontinued / restarted model.
+
+A site is *sustained* from its start until its first discontinuation, then
+*discontinued*; a restart moves it to *restarted*, a later discontinuation back
+to *discontinued*, and so on::
+
+    sustained --> discontinued <==> restarted
+
+The Aalen-Johansen estimator gives the probability of being in each state at
+time t, correctly under right censoring and staggered (late) entry, where the
+crude proportion of sites in each state among those still followed does not.
+
+Estimator (the same as R ``survfit(Surv(start, stop, to) ~ 1, id=site,
+istate=state)``, survival >= 3.0):
+
+* event times t_1 < ... < t_K are the distinct ``stop`` times of spells that
+  end in a transition; the risk set of state h at t_k holds the spells in h with
+  ``start < t_k <= stop`` (a site censored at t_k is at risk at t_k);
+* ``dA_k[h, l] = dN_hl(t_k) / Y_h(t_k)`` for h != l, with the diagonal making
+  rows sum to 0; ``p(t_k) = p(t_{k-1}) (I + dA_k)``;
+* ``p(t_0)`` (``p0``) is the distribution of states among the spells at risk at
+  the first event time, as in R; for sites that all start *sustained* it is
+  (1, 0, 0).
+
+Standard errors come from the infinitesimal jackknife (IJ), also as in R: the
+influence of site i on p follows the recursion::
+
+    U_i(t_k) = U_i(t_{k-1}) (I + dA_k) + p_h(t_{k-1}) [dN_i,h.(t_k) - Y_ih(t_k) dA_k[h, .]] / Y_h(t_k)
+
+(h the state site i is at risk in at t_k; ``dN_i,h.`` the row vector e_l - e_h
+when site i moves h -> l at t_k, else 0), and ``se(p(t)) = sqrt(sum_i U_i(t)^2)``.
+Influences are summed over the rows of a site, so the variance is robust to
+within-site dependence. R's default ``survfit(..., influence=FALSE)`` leaves
+out the influence of the estimated ``p0``; with ``influence=TRUE`` it is
+included. ``p0_se=True`` (the default here) includes it; the two agree whenever
+every site starts in the same state, as in every :class:`~imrsurv.History`.
+
+The recursion runs as a loop over the distinct event times (3x3 matrices and a
+sites x 3 influence matrix per step, each step vectorised over sites); event
+times are few (yearly interviews, dozens of sites) and every step depends on
+the one before, so a loop is the plain way to write it.
+
+Two further summaries come out of the same recursion, with IJ errors:
+
+* restricted mean time in state h over [t_start, tau]: ``int p_h(t) dt``
+  (t_start is 0, or the earliest spell start if that is negative, as in R's
+  ``rmean``; before the first event time p(t) is p0);
+  time *active* is sustained + restarted;
+* expected number of h -> l transitions by tau: ``sum_{t_k <= tau} p_h(t_{k-1})
+  dA_k[h, l]``; for discontinued -> restarted this is the expected number of
+  restarts per site.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import DataError, Problem
+
+STATES = ("sustained", "discontinued", "restarted")
+NEXT_VALUES = ("discontinued", "restarted", "censored")
+TRANSITIONS = (("sustained", "discontinued"), ("discontinued", "restarted"),
+               ("restarted", "discontinued"))
+_SPELL_COLUMNS = ("site", "start", "stop", "state", "next")
+
+
+# ---------------------------------------------------------------------------
+# generic core
+@dataclass
+class _AJFit:
+    states: tuple[str, ...]
+    time: np.ndarray  # (K,) event times
+    pstate: np.ndarray  # (K, S)
+    std: np.ndarray  # (K, S)
+    n_risk: np.ndarray  # (K, S)
+    n_event: np.ndarray  # (K,)
+    p0: np.ndarray  # (S,)
+    t_start: float
+    t_end: float  # last time under observation (max stop)
+    # at the requested times
+    eval_times: np.ndarray
+    eval_p: np.ndarray  # (E, S)
+    eval_infl: np.ndarray  # (C, E, S)
+    # over [t_start, horizon]
+    horizons: np.ndarray
+    rmst: np.ndarray  # (H, S)
+    rmst_infl: np.ndarray  # (C, H, S)
+    trans: np.ndarray  # (H, S, S) expected number of h -> l transitions
+    trans_infl: np.ndarray  # (C, H, S, S)
+
+    @property
+    def eval_se(self) -> np.ndarray:
+        return np.sqrt((self.eval_infl ** 2).sum(axis=0))
+
+    @property
+    def rmst_se(self) -> np.ndarray:
+        return np.sqrt((self.rmst_infl ** 2).sum(axis=0))
+
+    @property
+    def trans_se(self) -> np.ndarray:
+        return np.sqrt((self.trans_infl ** 2).sum(axis=0))
+
+
+def _aalen_johansen(start, stop, from_, to, cluster, n_states, *, eval_times=(),
+                    horizons=(), weights=None, p0=None, p0_se=True,
+                    states=None) -> _AJFit:
+    """Aalen-Johansen with IJ influence, on integer-coded spells.
+
+    ``from_`` in 0..S-1, ``to`` in 0..S-1 or -1 for censored, ``cluster`` in
+    0..C-1. ``weights`` (per row, default 1) exist so that tests can check the
+    influence functions against finite differences.
+    """
+    start = np.asarray(start, float)
+    stop = np.asarray(stop, float)
+    from_ = np.asarray(from_, np.int64)
+    to = np.asarray(to, np.int64)
+    cluster = np.asarray(cluster, np.int64)
+    w = np.ones(len(start)) if weights is None else np.asarray(weights, float)
+    S = n_states
+    C = int(cluster.max()) + 1 if len(cluster) else 0
+    eval_times = np.atleast_1d(np.asarray(eval_times, float))
+    horizons = np.atleast_1d(np.asarray(horizons, float))
+    E, H = len(eval_times), len(horizons)
+
+    is_event = to >= 0
+    times = np.unique(stop[is_event])
+    K = len(times)
+    t_start = min(0.0, float(start.min()))  # as R: areas are taken from time 0
+    t_end = float(stop.max())
+
+    # initial state distribution, as R's docurve2
+    t0 = times[0] if K else t_end
+    at0 = (start < t0) & (stop >= t0)
+    i0 = np.zeros((C, S))
+    if p0 is None:
+        wsum = w[at0].sum()
+        p0 = np.bincount(from_[at0], weights=w[at0], minlength=S) / wsum
+        if p0_se and np.all(p0 < 1):
+            contrib = (np.eye(S)[from_[at0]] - p0) / wsum
+            for s in range(S):
+                i0[:, s] = np.bincount(cluster[at0], weights=contrib[:, s], minlength=C)
+    else:
+        p0 = np.asarray(p0, float)
+    p = p0.copy()
+    U = i0.copy()
+
+    pstate = np.empty((K, S))
+    std = np.empty((K, S))
+    n_risk = np.empty((K, S))
+    n_event = np.empty(K)
+    eval_p = np.empty((E, S))
+    eval_infl = np.empty((C, E, S))
+    rmst = np.zeros((H, S))
+    rmst_infl = np.zeros((C, H, S))
+    trans = np.zeros((H, S, S))
+    trans_infl = np.zeros((C, H, S, S))
+
+    # which step each requested time belongs to (-1: before the first event)
+    eval_step = np.searchsorted(times, eval_times, side="right") - 1
+    bounds = np.concatenate([[t_start], times, [np.inf]])  # step k covers [bounds[k+1], bounds[k+2])
+
+    def record(k: int) -> None:
+        sel = eval_step == k
+        if sel.any():
+            eval_p[sel] = p
+            eval_infl[:, sel, :] = U[:, None, :]
+        if H:
+            lo = max(bounds[k + 1], t_start)
+            length = np.clip(np.minimum(bounds[k + 2], horizons) - lo, 0.0, None)
+            rmst[:] += length[:, None] * p[None, :]
+            rmst_infl[:] += length[None, :, None] * U[:, None, :]
+
+    record(-1)
+    eye = np.eye(S)
+    for k in range(K):
+        t = times[k]
+        risk = (start < t) & (stop >= t)
+        hr, cr, wr = from_[risk], cluster[risk], w[risk]
+        Y = np.bincount(hr, weights=wr, minlength=S)
+        ev = risk & (stop == t) & is_event
+        dN = np.zeros((S, S))
+        np.add.at(dN, (from_[ev], to[ev]), w[ev])
+        safeY = np.where(Y > 0, Y, 1.0)
+        dA = dN / safeY[:, None]
+        dA[np.diag_indices(S)] = 0.0
+        dA[np.diag_indices(S)] = -dA.sum(axis=1)
+        T = eye + dA
+        # influence of this step: every at-risk row, plus the movers
+        G = -(p[:, None] * dA) / safeY[:, None]  # row h: contribution of a row at risk in h
+        contrib = G[hr]
+        evr = ev[risk]
+        if evr.any():
+            contrib[evr] += (p[hr[evr]] / safeY[hr[evr]])[:, None] * (eye[to[risk][evr]]
+                                                                      - eye[hr[evr]])
+        D = np.empty((C, S))
+        for s in range(S):
+            D[:, s] = np.bincount(cr, weights=contrib[:, s], minlength=C)
+        if H:
+            # expected transitions: p_h(t-) dA[h, l], with influence
+            upto = (t <= horizons).astype(float)
+            off = dA.copy()
+            off[np.diag_indices(S)] = 0.0
+            trans[:] += upto[:, None, None] * (p[:, None] * off)[None]
+            # d(p_h dA_hl) = U_h dA_hl + p_h d(dA_hl)
+            dP = (U[:, :, None] * off[None])  # (C, S, S)
+            # d dA_hl for cluster c: (dN_c,hl - Y_ch dA_hl) / Y_h, times p_h
+            dd = np.zeros((C, S, S))
+            np.add.at(dd, (cr, hr), -(p[hr] / safeY[hr])[:, None] * off[hr])
+            if evr.any():
+                np.add.at(dd, (cr[evr], hr[evr], to[risk][evr]), p[hr[evr]] / safeY[hr[evr]])
+            trans_infl[:] += upto[None, :, None, None] * (dP + dd)[:, None]
+        U = U @ T + D
+        p = p @ T
+        pstate[k] = p
+        std[k] = np.sqrt((U ** 2).sum(axis=0))
+        n_risk[k] = Y
+        n_event[k] = dN.sum()
+        record(k)
+
+    return _AJFit(tuple(states) if states else tuple(range(S)), times, pstate, std, n_risk,
+                  n_event, p0, t_start, t_end, eval_times, eval_p, eval_infl, horizons, rmst,
+                  rmst_infl, trans, trans_infl)
+
+
+# ---------------------------------------------------------------------------
+# spells frames
+def _spells_from(data, by: str | None) -> tuple[pd.DataFrame, str | None]:
+    """Spells frame (with a group column when ``by``) from a History or a DataFrame."""
+    if hasattr(data, "spells") and callable(data.spells):
+        spells = data.spells()
+        if by is not None and by not in spells.columns:
+            sites = data.sites
+            if by not in sites.columns:
+                raise DataError([Problem("", None, None,
+                                         f"by={by!r} is not a site column "
+                                         f"(have: {', '.join(map(str, sites.columns))})")],
+                                "cannot group")
+            spells = spells.merge(sites[["site", by]], on="site", how="left")
+        return spells, by
+    if isinstance(data, pd.DataFrame):
+        return data, by
+    raise TypeError("expected a History or a spells DataFrame "
+                    f"(site, start, stop, state, next), got {type(data).__name__}")
+
+
+def check_spells(spells: pd.DataFrame, by: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Validate a spells frame; return it sorted (zero-length censored spells left out) and notes.
+
+    Raises :class:`DataError` naming every bad row.
+    """
+    missing = [c for c in _SPELL_COLUMNS if c not in spells.columns]
+    if by is not None and by not in spells.columns:
+        missing.append(by)
+    if missing:
+        raise DataError([Problem("spells", None, None,
+                                 f"missing column(s) {', '.join(missing)} (have: "
+                                 f"{', '.join(map(str, spells.columns))})")], "invalid spells")
+    df = spells.reset_index(drop=True).copy()
+    where = np.array([f"row {i}" for i in spells.index], dtype=object)
+    problems: list[Problem] = []
+
+    def bad(mask, message):
+        for i in np.flatnonzero(mask):
+            problems.append(Problem("spells", where[i], str(df["site"].iloc[i]), message))
+
+    start = pd.to_numeric(df["start"], errors="coerce").to_numpy(float)
+    stop = pd.to_numeric(df["stop"], errors="coerce").to_numpy(float)
+    bad(~np.isfinite(start), "start is not a finite number")
+    bad(~np.isfinite(stop), "stop is not a finite number")
+    state = df["state"].astype(str).to_numpy(object)
+    nxt = df["next"].astype(str).to_numpy(object)
+    bad(~np.isin(state, STATES), f"state must be one of {', '.join(STATES)}")
+    bad(~np.isin(nxt, NEXT_VALUES), f"next must be one of {', '.join(NEXT_VALUES)}")
+    allowed = {f"{a}>{b}" for a, b in TRANSITIONS}
+    pair = np.char.add(np.char.add(state.astype(str), ">"), nxt.astype(str))
+    trans_bad = np.isin(state, STATES) & np.isin(nxt, STATES) & ~np.isin(pair, list(allowed))
+    bad(trans_bad, "transition not in the model "
+                   "(sustained->discontinued, discontinued->restarted, restarted->discontinued)")
+    fin = np.isfinite(start) & np.isfinite(stop)
+    bad(fin & (stop < start), "stop is before start")
+    bad(fin & (stop == start) & (nxt != "censored"),
+        "zero-length spell ending in a transition (a state must be occupied for some time)")
+    bad(df["site"].isna().to_numpy(), "site is missing")
+    if problems:
+        raise DataError(problems, "invalid spells")
+
+    df["start"], df["stop"] = start, stop
+    df["_where"] = where
+    notes: list[str] = []
+    zero = stop == start
+    if zero.any():
+        notes.append(f"{int(zero.sum())} zero-length censored spell(s) left out "
+                     "(they are at risk at no time and change no estimate)")
+        df = df[~zero]
+    df = df.sort_values(["site", "start"], kind="stable").reset_index(drop=True)
+
+    # within a site: no overlap, and each spell starts in the state the last one entered
+    same = df["site"].to_numpy()[1:] == df["site"].to_numpy()[:-1]
+    overlap = same & (df["start"].to_numpy()[1:] < df["stop"].to_numpy()[:-1])
+    prev_next = df["next"].to_numpy()[:-1]
+    jump = same & (prev_next != df["state"].to_numpy()[1:])
+    problems = []
+    w2 = df["_where"].to_numpy()[1:]
+    s2 = df["site"].to_numpy()[1:]
+    for i in np.flatnonzero(overlap):
+        problems.append(Problem("spells", w2[i], str(s2[i]), "overlaps the site's previous spell"))
+    for i in np.flatnonzero(jump & ~overlap):
+        problems.append(Problem("spells", w2[i], str(s2[i]),
+                                f"starts in state {df['state'].iloc[i + 1]} but the previous "
+                                f"spell ended with next={prev_next[i]}"))
+    if by is not None:
+        n_groups = df.groupby("site")[by].nunique(dropna=False)
+        for site in n_groups.index[n_groups > 1]:
+            problems.append(Problem("spells", None, str(site),
+                                    f"has more than one value of {by!r}"))
+    if problems:
+        raise DataError(problems, "invalid spells")
+    return df.drop(columns="_where"), notes
+
+
+def _fit_spells(df: pd.DataFrame, eval_times=(), horizons=(), p0_se=True) -> _AJFit:
+    code = {s: i for i, s in enumerate(STATES)}
+    from_ = df["state"].map(code).to_numpy()
+    to = df["next"].map(code).fillna(-1).to_numpy(np.int64)
+    cluster = pd.factorize(df["site"], sort=True)[0]
+    return _aalen_johansen(df["start"].to_numpy(float), df["stop"].to_numpy(float), from_, to,
+                           cluster, len(STATES), eval_times=eval_times, horizons=horizons,
+                           p0_se=p0_se, states=STATES)
+
+
+def _groups(df: pd.DataFrame, by: str | None):
+    if by is None:
+        yield None, df
+        return
+    for g, sub in df.groupby(by, sort=True, dropna=False):
+        yield g, sub
+
+
+def _ci(p, se, conf_level, conf_type):
+    """Confidence limits as R's survfit_confint (logse=FALSE, upper limit capped at 1)."""
+    z = stats.norm.ppf(1 - (1 - conf_level) / 2)
+    p = np.asarray(p, float)
+    se = np.asarray(se, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if conf_type == "log":
+            s = np.where(se == 0, 0.0, se / p)
+            xx = np.where(p == 0, np.nan, p)
+            return xx * np.exp(-z * s), np.minimum(xx * np.exp(z * s), 1.0)
+        if conf_type == "logit":
+            xx = np.where((p == 0) | (p == 1), np.nan, p)
+            s = z * se / (xx * (1 - xx))
+            lg = np.log(xx / (1 - xx))
+            return 1 / (1 + np.exp(-(lg - s))), 1 / (1 + np.exp(-(lg + s)))
+        if conf_type == "plain":
+            return np.maximum(p - z * se, 0.0), np.minimum(p + z * se, 1.0)
+    raise ValueError("conf_type must be 'log', 'logit' or 'plain'")
+
+
+def _check_times(times, name="times") -> np.ndarray:
+    t = np.atleast_1d(np.asarray(times, float))
+    if t.ndim != 1 or not np.all(np.isfinite(t)):
+        raise ValueError(f"{name} must be finite numbers")
+    return t
+
+
+# ---------------------------------------------------------------------------
+# public API
+def state_probabilities(data, times=None, by: str | None = None, *, conf_level: float = 0.95,
+                        conf_type: str = "log", p0_se: bool = True) -> pd.DataFrame:
+    """Aalen-Johansen state occupation probabilities with IJ standard errors.
+
+    Parameters
+    ----------
+    data
+        A :class:`~imrsurv.History` or a spells frame with columns ``site,
+        start, stop, state, next`` (state: sustained / discontinued /
+        restarted; next: the state entered at ``stop`` or ``censored``).
+    times
+        Times at which to report; None reports every event time (and the
+        start of follow-up), which is what a step plot needs.
+    by
+        A site-level column (for a History, a column of ``hist.sites``);
+        one curve per level.
+    conf_type
+        ``"log"`` (R's default for multi-state curves: p exp(+-z se/p), upper
+        limit capped at 1), ``"logit"`` or ``"plain"``.
+
+    Returns
+    -------
+    DataFrame with columns ``[group,] time, state, probability, se, lower,
+    upper``, long format (one row per time and state). Times after the last
+    follow-up of a group are NaN (with a warning): the estimate is never
+    carried past the data. ``df.attrs["notes"]`` lists anything left out.
+    """
+    spells, by = _spells_from(data, by)
+    df, notes = check_spells(spells, by)
+    out = []
+    beyond = []
+    for g, sub in _groups(df, by):
+        if times is None:
+            fit0 = _fit_spells(sub)
+            t = np.concatenate([[fit0.t_start], fit0.time])
+        else:
+            t = _check_times(times)
+        fit = _fit_spells(sub, eval_times=t, p0_se=p0_se)
+        p, se = fit.eval_p.copy(), fit.eval_se
+        late = t > fit.t_end
+        if late.any():
+            beyond.append((g, fit.t_end))
+            p[late] = np.nan
+            se = se.copy()
+            se[late] = np.nan
+        lo, hi = _ci(p, se, conf_level, conf_type)
+        frame = pd.DataFrame({
+            "time": np.repeat(t, len(STATES)),
+            "state": np.tile(STATES, len(t)),
+            "probability": p.ravel(),
+            "se": se.ravel(),
+            "lower": lo.ravel(),
+            "upper": hi.ravel(),
+        })
+        if by is not None:
+            frame.insert(0, "group", g)
+        out.append(frame)
+    if beyond:
+        what = "; ".join(f"{'all sites' if g is None else g}: last follow-up {te:g}"
+                         for g, te in beyond)
+        msg = f"times beyond the last follow-up are NaN (not extrapolated): {what}"
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    res = pd.concat(out, ignore_index=True)
+    res["state"] = pd.Categorical(res["state"], categories=STATES)
+    res.attrs["notes"] = notes
+    return res
+
+
+def restricted_mean_time_in_state(data, horizon: float, by: str | None = None) -> pd.DataFrame:
+    """Expected years spent in each state over [start of follow-up, horizon].
+
+    The area under each Aalen-Johansen curve up to ``horizon`` (R: the
+    ``rmean`` column of ``print(survfit(...), rmean=horizon)``), with IJ
+    standard errors, plus ``active`` = sustained + restarted: the expected
+    number of years the programme runs in the window. The window starts at 0
+    (or the earliest spell start if negative), as in R; before the first
+    event time the curves equal the initial state distribution.
+
+    Returns ``[group,] state, horizon, years, se`` (state also ``active``);
+    NaN with a warning when the horizon lies beyond the last follow-up.
+    """
+    horizon = float(horizon)
+    spells, by = _spells_from(data, by)
+    df, notes = check_spells(spells, by)
+    rows = []
+    for g, sub in _groups(df, by):
+        fit = _fit_spells(sub, horizons=[horizon])
+        rm = fit.rmst[0]
+        infl = fit.rmst_infl[:, 0, :]
+        act = [STATES.index("sustained"), STATES.index("restarted")]
+        vals = list(rm) + [rm[act].sum()]
+        ses = list(np.sqrt((infl ** 2).sum(0))) + [np.sqrt((infl[:, act].sum(1) ** 2).sum())]
+        if horizon > fit.t_end:
+            _warn_beyond(g, horizon, fit.t_end, notes)
+            vals = [np.nan] * len(vals)
+            ses = [np.nan] * len(ses)
+        for s, v, e in zip((*STATES, "active"), vals, ses, strict=True):
+            row = {"state": s, "horizon": horizon, "years": v, "se": e}
+            if by is not None:
+                row = {"group": g, **row}
+            rows.append(row)
+    res = pd.DataFrame(rows)
+    res.attrs["notes"] = notes
+    return res
+
+
+def expected_restarts(data, horizon: float, by: str | None = None,
+                      conf_level: float = 0.95) -> pd.DataFrame:
+    """Expected number of restarts (discontinued -> restarted) per site by ``horizon``.
+
+    ``sum over event times t <= horizon of p_discontinued(t-) dA_restart(t)``,
+    with IJ standard error and a log-transformed CI. Alongside, the expected
+    number of discontinuations (sustained -> discontinued plus restarted ->
+    discontinued). Returns ``[group,] horizon, transition, expected, se,
+    lower, upper``.
+    """
+    horizon = float(horizon)
+    spells, by = _spells_from(data, by)
+    df, notes = check_spells(spells, by)
+    i = {s: k for k, s in enumerate(STATES)}
+    rows = []
+    for g, sub in _groups(df, by):
+        fit = _fit_spells(sub, horizons=[horizon])
+        tr = fit.trans[0]
+        ti = fit.trans_infl[:, 0]
+        res_ = {
+            "restarts": (tr[i["discontinued"], i["restarted"]],
+                         ti[:, i["discontinued"], i["restarted"]]),
+            "discontinuations": (tr[i["sustained"], i["discontinued"]]
+                                 + tr[i["restarted"], i["discontinued"]],
+                                 ti[:, i["sustained"], i["discontinued"]]
+                                 + ti[:, i["restarted"], i["discontinued"]]),
+        }
+        late = horizon > fit.t_end
+        if late:
+            _warn_beyond(g, horizon, fit.t_end, notes)
+        for name, (v, infl) in res_.items():
+            se = float(np.sqrt((infl ** 2).sum()))
+            if late:
+                v, se = np.nan, np.nan
+            z = stats.norm.ppf(1 - (1 - conf_level) / 2)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                s = se / v if v > 0 else 0.0
+            row = {"horizon": horizon, "transition": name, "expected": v, "se": se,
+                   "lower": v * np.exp(-z * s), "upper": v * np.exp(z * s)}
+            if by is not None:
+                row = {"group": g, **row}
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["notes"] = notes
+    return out
+
+
+def _warn_beyond(g, horizon, t_end, notes):
+    who = "all sites" if g is None else f"group {g}"
+    msg = (f"horizon {horizon:g} is beyond the last follow-up of {who} ({t_end:g}); "
+           "result is NaN (not extrapolated)")
+    warnings.warn(msg, stacklevel=3)
+    notes.append(msg)
