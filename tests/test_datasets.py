@@ -259,3 +259,11 @@ def test_readmes_say_what_is_synthetic() -> None:
     text = (DATA / "bond2014" / "README.md").read_text()
     for phrase in ("SIMULATED", "Adm Policy Ment Health", "CC0", "make_bond2014.py", "23"):
         assert phrase in text, phrase
+
+
+def test_public_api_reaches_datasets_after_plain_import() -> None:
+    # DESIGN.md: `import imrsurv as ims; ims.datasets.load_bond2014()`; a fresh
+    # interpreter, because this test module has already imported the submodule.
+    code = "import imrsurv as ims; print(ims.datasets.load_bond2014 is not None)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
