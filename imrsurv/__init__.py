@@ -9,9 +9,10 @@ hazards) with numbers that match R ``survival``, and writes reproducible reports
 
 from __future__ import annotations
 
+from . import datasets
 from .errors import DataError, Problem
 from .history import History, read_history
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "History", "Problem", "__version__", "read_history"]
+__all__ = ["datasets", "DataError", "History", "Problem", "__version__", "read_history"]
