@@ -245,7 +245,6 @@ def _formula(ctx: _Context) -> str:
 
 def _section_recurrent(ctx: _Context) -> None:
     from ..models.cox import fit_recurrent
-    from ..plots import plot_forest
 
     d = ctx.doc
     formula = _formula(ctx)
@@ -265,7 +264,7 @@ def _section_recurrent(ctx: _Context) -> None:
                 "risk while active. PWP-TT / PWP-GT: Prentice-Williams-Peterson, stratified by "
                 "episode, total / gap time. WLW: Wei-Lin-Weissfeld marginal model, every episode "
                 "at risk from entry. Robust (Lin-Wei) standard errors clustered by site.")
-    ax = plot_forest(table)
+    ax = figures.forest(table)
     d.figure(figures.drawing(ax.figure), "Hazard ratios (95% robust CI) by model.")
     d.table(table, caption="Hazard ratios with robust 95% confidence intervals.", fmt="{:.3f}")
     ctx.methods.append(f"Recurrent discontinuations were modelled with Cox models on counting-"

@@ -48,3 +48,32 @@ def drawing(fig: matplotlib.figure.Figure, width: float = TEXT_WIDTH) -> Drawing
     d.width, d.height = d.width * scale, d.height * scale
     d.scale(scale, scale)
     return d
+
+
+def forest(table, ax=None):
+    """Hazard ratios with CIs, one row per term and model, on a log axis.
+
+    ``table`` has columns ``model, term, HR, lower, upper``; models are told
+    apart by marker shape as well as colour, so the plot reads in grayscale.
+    """
+    import numpy as np
+
+    models = list(dict.fromkeys(table["model"]))
+    terms = list(dict.fromkeys(table["term"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.55 * len(terms) * max(len(models), 1) ** 0.5 + 1.4))
+    markers = ["o", "s", "^", "D", "v", "P"]
+    step = 0.7 / max(len(models), 1)
+    for k, m in enumerate(models):
+        sub = table[table["model"] == m].set_index("term").reindex(terms)
+        y = np.arange(len(terms)) + (k - (len(models) - 1) / 2) * step
+        ax.errorbar(sub["HR"], y, xerr=[sub["HR"] - sub["lower"], sub["upper"] - sub["HR"]],
+                    fmt=markers[k % len(markers)], capsize=2, label=m, color=f"C{k}")
+    ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(terms)), terms)
+    ax.invert_yaxis()
+    ax.set_xlabel("hazard ratio (log scale), 95% robust CI")
+    ax.legend(loc="best", fontsize=7, frameon=True)
+    ax.figure.tight_layout()
+    return ax
