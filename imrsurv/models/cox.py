@@ -1,0 +1,632 @@
+"""Cox proportional hazards models for (start, stop] data, numerically equal to R survival.
+
+``fit_cox`` reproduces ``survival::coxph`` (Efron or Breslow ties, strata,
+case weights, offsets, counting-process risk sets ``start < t <= stop``,
+Lin-Wei robust variance with ``cluster``); ``fit_recurrent`` fits the
+recurrent-event schemes (Andersen-Gill, PWP total and gap time, WLW, first
+event) of Amorim & Cai (2015) from a History, clustered by site.
+
+References: Therneau & Grambsch (2000) *Modeling Survival Data*; Lin & Wei
+(1989) JASA 84:1074; Grambsch & Therneau (1994) Biometrika 81:515 and R
+``cox.zph`` (survival >= 3.0) for the proportional-hazards test.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from imrsurv.errors import DataError
+from imrsurv.models import _coxcore as core
+from imrsurv.models.design import Design, build_design, required_columns, row_labels
+
+__all__ = ["CoxResult", "CoxConvergenceWarning", "fit_cox", "fit_recurrent"]
+
+TIES = ("efron", "breslow")
+RESIDUAL_KINDS = ("martingale", "score", "schoenfeld", "dfbeta")
+
+
+class CoxConvergenceWarning(UserWarning):
+    """A coefficient seems to run to infinity (monotone likelihood) or no convergence."""
+
+
+# ---------------------------------------------------------------------------
+# Input checking
+
+
+def _as_list(x: str | Sequence[str] | None) -> list[str]:
+    if x is None:
+        return []
+    return [x] if isinstance(x, str) else list(x)
+
+
+def _check_columns(data: pd.DataFrame, formula_cols: list[str], roles: dict[str, list[str]]
+                   ) -> None:
+    problems = []
+    for col in formula_cols:
+        if col not in data.columns:
+            problems.append(f'formula names column "{col}", which is not in the data')
+    for role, cols in roles.items():
+        for col in cols:
+            if col not in data.columns:
+                problems.append(f'{role}="{col}" is not a column of the data')
+    if problems:
+        problems.append(f"available columns: {', '.join(map(str, data.columns))}")
+        raise DataError(problems, title="columns not found")
+
+
+def _handle_missing(frame: pd.DataFrame, missing: str) -> tuple[pd.DataFrame, int, list[str]]:
+    """Raise on missing values (naming rows) or drop them and say how many."""
+    miss = frame.isna()
+    bad = miss.any(axis=1).to_numpy()
+    if not bad.any():
+        return frame, 0, []
+    per_col = [(c, miss[c].to_numpy()) for c in frame.columns if miss[c].any()]
+    if missing == "raise":
+        problems = [f'column "{c}": missing value in {int(m.sum())} row'
+                    f'{"s" if m.sum() != 1 else ""} ({row_labels(frame.index, m)})'
+                    for c, m in per_col]
+        problems.append('pass missing="drop" to leave these rows out (the count is reported)')
+        raise DataError(problems, title="missing values")
+    counts = ", ".join(f"{c} ({int(m.sum())})" for c, m in per_col)
+    note = (f"{int(bad.sum())} of {len(frame)} rows left out for missing values in: {counts}")
+    return frame.loc[~bad], int(bad.sum()), [note]
+
+
+def _numeric(frame: pd.DataFrame, col: str, role: str, problems: list[str]) -> np.ndarray:
+    s = frame[col]
+    if pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=float)
+    if not pd.api.types.is_numeric_dtype(s):
+        problems.append(f'{role} column "{col}" must be numeric (found {s.dtype})')
+        return np.zeros(len(s))
+    v = s.to_numpy(dtype=float)
+    inf = ~np.isfinite(v)
+    if inf.any():
+        problems.append(f'{role} column "{col}" is infinite in rows '
+                        f"{row_labels(frame.index, inf)}")
+    return v
+
+
+def _survival_arrays(frame: pd.DataFrame, start: str | None, stop: str, event: str,
+                     weights: str | None, offset: str | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    problems: list[str] = []
+    n = len(frame)
+    tstop = _numeric(frame, stop, "stop", problems)
+    tstart = _numeric(frame, start, "start", problems) if start else np.full(n, -np.inf)
+    ev = _numeric(frame, event, "event", problems)
+    badev = ~np.isin(ev, (0.0, 1.0))
+    if badev.any():
+        vals = ", ".join(map(str, pd.unique(frame[event][badev])[:5]))
+        problems.append(f'event column "{event}" must be 0/1 (or True/False); found {vals} '
+                        f"in rows {row_labels(frame.index, badev)}")
+    if start:
+        order = tstop <= tstart
+        if order.any():
+            problems.append(f'stop ("{stop}") <= start ("{start}") in rows '
+                            f"{row_labels(frame.index, order)}; every interval needs "
+                            "start < stop")
+    w = np.ones(n)
+    if weights:
+        w = _numeric(frame, weights, "weights", problems)
+        nonpos = w <= 0
+        if nonpos.any():
+            problems.append(f'weights column "{weights}" must be > 0 (case weights, as R); '
+                            f"rows {row_labels(frame.index, nonpos)} are <= 0")
+    off = _numeric(frame, offset, "offset", problems) if offset else np.zeros(n)
+    if not problems and not (ev == 1).any():
+        problems.append(f'event column "{event}" has no events (all 0): a Cox model needs '
+                        "at least one event")
+    if problems:
+        raise DataError(problems, title="invalid survival data")
+    return tstart, tstop, ev.astype(bool), w, off
+
+
+def _strata_codes(frame: pd.DataFrame, strata: list[str]) -> tuple[np.ndarray, list[str]]:
+    if not strata:
+        return np.zeros(len(frame), np.int64), []
+    grouped = frame.groupby(strata, sort=True, observed=True)
+    codes = grouped.ngroup().to_numpy(np.int64)
+    labels = []
+    for key in grouped.groups:
+        key = key if isinstance(key, tuple) else (key,)
+        labels.append(", ".join(f"{c}={_fmt_level(v)}" for c, v in zip(strata, key,
+                                                                     strict=True)))
+    return codes, labels
+
+
+def _fmt_level(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+# ---------------------------------------------------------------------------
+# Result
+
+
+class CoxResult:
+    """A fitted Cox model; numbers follow R ``coxph`` (see module docstring).
+
+    Attributes: ``params``, ``se`` (robust when clustered), ``se_naive``,
+    ``cov``, ``cov_naive``, ``loglik``, ``loglik_null``, ``n``, ``n_events``,
+    ``n_clusters``, ``n_dropped``, ``iterations``, ``converged``, ``summary``,
+    ``tests``, ``notes``, ``concordance``, ``baseline_cumulative_hazard``.
+    """
+
+    frailty_variance: float | None = None
+
+    def __init__(self, *, problem: core.CoxProblem, newton: core.NewtonResult, design: Design,
+                 formula: str, ties: str, row_index: pd.Index, strata: list[str],
+                 strata_labels: list[str], cluster: str | None, cluster_codes: np.ndarray | None,
+                 weights: str | None, offset: str | None, n_dropped: int, notes: list[str],
+                 counting: bool):
+        self._pb = problem
+        self._nr = newton
+        self._design = design
+        self._row_index = row_index
+        self._cluster_codes = cluster_codes
+        self.formula = formula
+        self.ties = ties
+        self.strata = strata
+        self.strata_labels = strata_labels
+        self.cluster = cluster
+        self.weights = weights
+        self.offset = offset
+        self.counting_process = counting
+        names = design.columns
+        self.terms = dict(design.terms)
+        self.params = pd.Series(newton.state.beta.copy(), index=names, name="coef")
+        self.cov_naive = pd.DataFrame(newton.var, index=names, columns=names)
+        self.loglik = newton.state.loglik
+        self.loglik_null = newton.loglik_null
+        self.n = problem.index.n
+        self.n_events = int(problem.event.sum())
+        self.n_dropped = n_dropped
+        self.iterations = newton.iterations
+        self.converged = newton.converged
+        if cluster_codes is not None:
+            self.n_clusters: int | None = int(cluster_codes.max()) + 1
+            self.cov = pd.DataFrame(self._robust_var(), index=names, columns=names)
+        else:
+            self.n_clusters = None
+            self.cov = self.cov_naive.copy()
+        self.se_naive = pd.Series(np.sqrt(np.diag(newton.var)), index=names, name="se_naive")
+        self.se = pd.Series(np.sqrt(np.diag(self.cov.to_numpy())), index=names, name="se")
+        self.notes = notes + self._variance_notes()
+
+    # -- variance -----------------------------------------------------------
+
+    def _collapse(self, m: np.ndarray) -> np.ndarray:
+        codes = self._cluster_codes
+        assert codes is not None
+        g = int(codes.max()) + 1
+        return np.column_stack([np.bincount(codes, m[:, j], minlength=g)
+                                for j in range(m.shape[1])])
+
+    def _robust_var(self) -> np.ndarray:
+        """Lin-Wei sandwich: D'D with D = dfbeta residuals summed within cluster (R coxph)."""
+        d = self._collapse(self._dfbeta(weighted=True))
+        return d.T @ d
+
+    def _dfbeta(self, weighted: bool) -> np.ndarray:
+        res = core.score_residuals(self._pb, self._nr.state) @ self._nr.var
+        return res * self._pb.weights[:, None] if weighted else res
+
+    def _variance_notes(self) -> list[str]:
+        notes = [f"Ties handled by the {self.ties.capitalize()} approximation."]
+        if self.cluster is not None:
+            notes.append(f"Robust (Lin-Wei sandwich) standard errors clustered by "
+                         f"{self.cluster}: {self.n_clusters} clusters; model-based "
+                         "(naive) errors are in se_naive.")
+        else:
+            notes.append("Model-based (naive) standard errors: rows are treated as "
+                         "independent (pass cluster= for robust errors).")
+        return notes
+
+    # -- tables -------------------------------------------------------------
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """coef, exp(coef), se(coef)[, robust se], z, p and 95% limits (R summary.coxph)."""
+        z = self.params / self.se
+        q = stats.norm.ppf(0.975)
+        lo, hi = self.params - q * self.se, self.params + q * self.se
+        cols: dict[str, pd.Series] = {"coef": self.params, "exp(coef)": np.exp(self.params),
+                                      "se(coef)": self.se_naive}
+        if self.cluster is not None:
+            cols["robust se"] = self.se
+        cols.update({"z": z, "p": pd.Series(2 * stats.norm.sf(np.abs(z)), index=z.index),
+                     "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
+                     "exp(upper 95%)": np.exp(hi)})
+        return pd.DataFrame(cols)
+
+    @cached_property
+    def tests(self) -> pd.DataFrame:
+        """Global tests as R prints them: likelihood ratio, Wald (robust with cluster), score."""
+        p = self.params.size
+        rows = {"likelihood ratio": 2 * (self.loglik - self.loglik_null),
+                "wald": float(self.params @ np.linalg.solve(self.cov, self.params)),
+                "score": self._nr.score_test}
+        if self.cluster is not None:
+            rows["robust score"] = self._robust_score_test()
+        out = pd.DataFrame({"statistic": rows, "df": p})
+        out["p"] = stats.chi2.sf(out["statistic"], p)
+        return out
+
+    def _robust_score_test(self) -> float:
+        res0 = core.score_residuals(self._pb, self._nr.state0) * self._pb.weights[:, None]
+        t0 = self._collapse(res0)
+        u = t0.sum(0)
+        return float(u @ np.linalg.solve(t0.T @ t0, u))
+
+    # -- concordance ----------------------------------------------------------
+
+    @cached_property
+    def concordance_counts(self) -> dict[str, float]:
+        """Pair counts, concordance and its std, as R ``fit$concordance``."""
+        pb = self._pb
+        lp = self._design.matrix @ self.params.to_numpy() + pb.offset
+        return core.concordance_counts(pb.start, pb.stop, pb.event, pb.strata, pb.weights, lp,
+                                       self._cluster_codes)
+
+    @property
+    def concordance(self) -> float:
+        """Harrell's C for counting-process data, within strata, as R ``coxph`` reports it."""
+        return self.concordance_counts["concordance"]
+
+    # -- baseline hazard and prediction ---------------------------------------
+
+    @cached_property
+    def baseline_cumulative_hazard(self) -> pd.DataFrame:
+        """Cumulative baseline hazard at covariates 0 (R ``basehaz(fit, centered=FALSE)``).
+
+        One row per distinct stop time (per stratum); columns ``time``,
+        ``cumhaz`` and, when stratified, ``strata`` first.
+        """
+        codes, times, cum = core.baseline_hazard(self._pb, self._nr.state)
+        out = pd.DataFrame({"time": times, "cumhaz": cum})
+        if self.strata:
+            out.insert(0, "strata", pd.Categorical.from_codes(codes, self.strata_labels))
+        return out
+
+    def predict_cumulative_hazard(self, profile: Mapping[str, Any] | pd.DataFrame,
+                                  times: Iterable[float]) -> pd.DataFrame:
+        """``H(t | x) = H0_s(t) exp(x'beta)`` for each profile row at ``times``.
+
+        ``profile`` gives the formula's columns (and the strata columns when the
+        model is stratified).  Returns a frame indexed by time, one column per
+        profile row.
+        """
+        prof = pd.DataFrame([profile]) if isinstance(profile, Mapping) else profile.copy()
+        t = np.asarray(list(times), dtype=float)
+        missing = [c for c in required_columns(self.formula) + self.strata
+                   if c not in prof.columns]
+        if missing:
+            raise DataError([f'profile lacks column "{c}"' for c in missing],
+                            title="invalid profile")
+        x = self._design.transform(prof)
+        lp = x @ self.params.to_numpy()
+        if self.offset and self.offset in prof.columns:
+            lp = lp + prof[self.offset].to_numpy(dtype=float)
+        codes = self._profile_strata(prof)
+        bh = core.baseline_hazard(self._pb, self._nr.state)
+        out = np.empty((t.size, len(prof)))
+        for col, (s, eta) in enumerate(zip(codes, lp, strict=True)):
+            sel = bh[0] == s
+            ts, hs = bh[1][sel], bh[2][sel]
+            pos = np.searchsorted(ts, t, side="right") - 1
+            h0 = np.where(pos >= 0, hs[np.maximum(pos, 0)], 0.0)
+            out[:, col] = h0 * np.exp(eta)
+        return pd.DataFrame(out, index=pd.Index(t, name="time"), columns=prof.index)
+
+    def _profile_strata(self, prof: pd.DataFrame) -> np.ndarray:
+        if not self.strata:
+            return np.zeros(len(prof), np.int64)
+        lookup = {lab: i for i, lab in enumerate(self.strata_labels)}
+        labels = [", ".join(f"{c}={_fmt_level(v)}" for c, v in zip(self.strata, row,
+                                                                 strict=True))
+                  for row in prof[self.strata].itertuples(index=False)]
+        bad = [lab for lab in labels if lab not in lookup]
+        if bad:
+            raise DataError([f"profile stratum {b} is not a stratum of the fit" for b in bad],
+                            title="invalid profile")
+        return np.array([lookup[lab] for lab in labels], np.int64)
+
+    # -- residuals ------------------------------------------------------------
+
+    def residuals(self, kind: str = "martingale", weighted: bool | None = None
+                  ) -> pd.Series | pd.DataFrame:
+        """Residuals equal to R ``residuals.coxph(fit, type=kind)``.
+
+        ``weighted`` defaults as in R: True for ``dfbeta`` (score residuals @
+        naive variance, times the case weight), False otherwise.  Martingale,
+        score and dfbeta are indexed by row label in data order; Schoenfeld
+        residuals have one row per event, sorted by stratum and time, indexed
+        by (row, time).
+        """
+        if kind not in RESIDUAL_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(RESIDUAL_KINDS)}; got {kind!r}")
+        weighted = (kind == "dfbeta") if weighted is None else weighted
+        pb, st = self._pb, self._nr.state
+        cols = self.params.index
+        w = pb.weights if weighted else np.ones(pb.index.n)
+        if kind == "martingale":
+            return pd.Series(core.martingale_residuals(pb, st) * w, index=self._row_index,
+                             name="martingale")
+        if kind == "schoenfeld":
+            rows, res = core.schoenfeld_residuals(pb, st)
+            idx = pd.MultiIndex.from_arrays([self._row_index[rows], pb.stop[rows]],
+                                            names=["row", "time"])
+            return pd.DataFrame(res * w[rows, None], index=idx, columns=cols)
+        res = core.score_residuals(pb, st)
+        if kind == "dfbeta":
+            res = res @ self._nr.var
+        return pd.DataFrame(res * w[:, None], index=self._row_index, columns=cols)
+
+    # -- proportional hazards -------------------------------------------------
+
+    def check_proportional_hazards(self, transform: str = "km") -> pd.DataFrame:
+        """Score test of ``x * g(t)`` terms per formula term and globally (R ``cox.zph``).
+
+        ``transform``: ``"km"`` (``g = 1 - KM(t-)``, R's default), ``"identity"``,
+        ``"log"`` or ``"rank"``; ``g`` is centred at its mean over events.
+        Returns ``chisq``, ``df``, ``p`` per term plus a ``GLOBAL`` row, equal
+        to ``cox.zph(fit, transform)$table`` (survival >= 3.0).
+        """
+        pb = self._pb
+        times = pb.stop
+        if transform == "km":
+            gt = 1.0 - core.km_left_continuous(pb.start, pb.stop, pb.event)
+        elif transform == "identity":
+            gt = times.copy()
+        elif transform == "log":
+            gt = np.log(times)
+        elif transform == "rank":
+            gt = stats.rankdata(times)
+        else:
+            raise ValueError('transform must be "km", "identity", "log" or "rank"')
+        gt = gt - gt[pb.event].mean()
+        gk = gt[pb.index.death_rows[pb.index.group_start]]
+        u, imat = core.zph_statistics(pb, self._nr.state, gk)
+        p = self.params.size
+        rows: dict[str, tuple[float, int]] = {}
+        for name, jj in self.terms.items():
+            kk = list(range(p)) + [p + j for j in jj]
+            uu = np.r_[np.zeros(p), u[[p + j for j in jj]]]
+            rows[name] = (float(uu @ np.linalg.solve(imat[np.ix_(kk, kk)], uu)), len(jj))
+        uu = np.r_[np.zeros(p), u[p:]]
+        rows["GLOBAL"] = (float(uu @ np.linalg.solve(imat, uu)), p)
+        out = pd.DataFrame.from_dict(rows, orient="index", columns=["chisq", "df"])
+        out["p"] = stats.chi2.sf(out["chisq"], out["df"])
+        return out
+
+    # -- display --------------------------------------------------------------
+
+    def plot(self, ax: Any = None, *, exponentiate: bool = True) -> Any:
+        """Forest plot of hazard ratios with 95% intervals (robust when clustered)."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 0.45 * len(self.params) + 1.2))
+        sm = self.summary
+        y = np.arange(len(sm))[::-1]
+        if exponentiate:
+            est, lo, hi = sm["exp(coef)"], sm["exp(lower 95%)"], sm["exp(upper 95%)"]
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("hazard ratio (95% CI" + (", robust)" if self.cluster else ")"))
+        else:
+            est, lo, hi = sm["coef"], sm["lower 95%"], sm["upper 95%"]
+            ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+            ax.set_xlabel("log hazard ratio (95% CI)")
+        ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="black", capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels(sm.index)
+        ax.set_ylim(-0.7, len(sm) - 0.3)
+        return ax
+
+    def _header(self) -> str:
+        kind = "counting process (start, stop]" if self.counting_process else "right-censored"
+        parts = [f"Cox model, {kind}; ties = {self.ties}"]
+        if self.strata:
+            parts.append(f"strata: {', '.join(self.strata)} ({len(self.strata_labels)})")
+        return "; ".join(parts) + f"\n  formula: {self.formula}\n" + \
+            f"  n = {self.n} rows, {self.n_events} events" + \
+            (f", {self.n_clusters} clusters ({self.cluster})" if self.cluster else "") + \
+            (f"; {self.n_dropped} rows dropped (missing)" if self.n_dropped else "")
+
+    def _table_text(self) -> str:
+        sm = self.summary
+        cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if self.cluster else []) + \
+            ["z", "p"]
+        return sm[cols].to_string(float_format=lambda v: f"{v:.4g}")
+
+    def __repr__(self) -> str:
+        t = self.tests
+        wald = "Wald test (robust)" if self.cluster else "Wald test"
+        lines = [self._header(), "", self._table_text(), "",
+                 f"Likelihood ratio test = {t.loc['likelihood ratio', 'statistic']:.4g} on "
+                 f"{self.params.size} df, p = {t.loc['likelihood ratio', 'p']:.3g}",
+                 f"{wald} = {t.loc['wald', 'statistic']:.4g}, p = {t.loc['wald', 'p']:.3g}",
+                 f"Score (log-rank) test = {t.loc['score', 'statistic']:.4g}, "
+                 f"p = {t.loc['score', 'p']:.3g}"]
+        if not self.converged:
+            lines.append(f"NOT CONVERGED after {self.iterations} iterations")
+        return "\n".join(lines)
+
+    def print_summary(self) -> None:
+        """Print the fit as R ``summary.coxph`` does, plus concordance and notes."""
+        sm = self.summary
+        ci = sm[["exp(coef)", "exp(lower 95%)", "exp(upper 95%)"]]
+        text = [repr(self), "", ci.to_string(float_format=lambda v: f"{v:.4g}"), "",
+                f"Concordance = {self.concordance:.4f}",
+                f"Log-likelihood = {self.loglik:.6g} (null {self.loglik_null:.6g}); "
+                f"{self.iterations} Newton-Raphson iterations"]
+        text += ["Notes:"] + [f"  - {n}" for n in self.notes]
+        print("\n".join(text))
+
+
+# ---------------------------------------------------------------------------
+# Fitting
+
+
+def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop: str,
+            event: str, cluster: str | None = None, strata: str | Sequence[str] | None = None,
+            ties: str = "efron", weights: str | None = None, frailty: str | None = None,
+            offset: str | None = None, missing: str = "raise", max_iter: int = 30,
+            tol: float = 1e-9) -> CoxResult:
+    """Fit a Cox proportional hazards model, as R ``survival::coxph``.
+
+    ``formula`` is the right-hand side only (e.g. ``"team_size + C(practice)"``),
+    coded with treatment contrasts.  ``start=None`` means right-censored data;
+    otherwise a row is at risk at event time t iff ``start < t <= stop``.
+    ``strata``: column name(s); ``cluster``: column giving the Lin-Wei robust
+    variance; ``weights``: case weights (> 0); ``offset``: column added to the
+    linear predictor.  Newton-Raphson from beta = 0 with step halving,
+    converged when ``|1 - loglik_old / loglik_new| <= tol`` (R's defaults,
+    except that R stops after 20 iterations rather than ``max_iter = 30``).
+
+    Raises :class:`~imrsurv.errors.DataError` for unusable input; with
+    ``missing="drop"`` rows with missing values are left out and counted in
+    ``n_dropped`` and ``notes``.
+    """
+    if frailty is not None:
+        raise NotImplementedError("shared gamma frailty is not implemented yet; see issue 4 "
+                                  "(fit with cluster= for robust errors meanwhile)")
+    if not isinstance(data, pd.DataFrame):
+        raise DataError([f"data must be a pandas DataFrame, not {type(data).__name__}"])
+    if ties not in TIES:
+        raise DataError([f'ties must be "efron" or "breslow", not "{ties}"'],
+                        title="invalid argument")
+    if missing not in ("raise", "drop"):
+        raise DataError([f'missing must be "raise" or "drop", not "{missing}"'],
+                        title="invalid argument")
+    strata_cols = _as_list(strata)
+    fcols = required_columns(formula)
+    roles = {"stop": [stop], "event": [event], "start": _as_list(start),
+             "cluster": _as_list(cluster), "strata": strata_cols,
+             "weights": _as_list(weights), "offset": _as_list(offset)}
+    _check_columns(data, fcols, roles)
+    used = list(dict.fromkeys(fcols + [c for cols in roles.values() for c in cols]))
+    frame, n_dropped, notes = _handle_missing(data[used], missing)
+    tstart, tstop, ev, w, off = _survival_arrays(frame, start, stop, event, weights, offset)
+    design = build_design(frame, formula)
+    scodes, slabels = _strata_codes(frame, strata_cols)
+    ccodes = pd.factorize(frame[cluster])[0].astype(np.int64) if cluster else None
+    pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes, ties == "efron")
+    try:
+        nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
+    except core.SingularInformation as exc:
+        raise _singular_error(design, exc.diag, bool(strata_cols)) from None
+    _warn_infinite(nr, design.columns, tol)
+    notes += _data_notes(frame, start, weights, offset, strata_cols, slabels, pb)
+    return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
+                     row_index=frame.index, strata=strata_cols, strata_labels=slabels,
+                     cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
+                     n_dropped=n_dropped, notes=notes, counting=start is not None)
+
+
+def _singular_error(design: Design, diag: np.ndarray, stratified: bool) -> DataError:
+    scale = max(float(np.abs(diag).max()), 1e-300)
+    flat = [c for c, d in zip(design.columns, diag, strict=True) if d <= 1e-10 * scale]
+    where = "within every stratum's risk sets" if stratified else "within the risk sets"
+    if flat:
+        msg = [f'column "{c}" does not vary {where} at any event time, so its '
+               "coefficient cannot be estimated" for c in flat]
+    else:
+        msg = [f"the covariates {', '.join(design.columns)} are linearly dependent {where}; "
+               "drop or combine some of them"]
+    return DataError(msg, title="covariates cannot all be estimated")
+
+
+def _warn_infinite(nr: core.NewtonResult, names: list[str], eps: float) -> None:
+    """R's check: a next Newton step ``|U V|`` still large relative to ``|beta|``."""
+    if not nr.converged:
+        warnings.warn(f"Cox model did not converge in {nr.iterations} iterations",
+                      CoxConvergenceWarning, stacklevel=3)
+        return
+    step = np.abs(nr.state.score @ nr.var)
+    toler_inf = np.sqrt(eps)
+    bad = ~np.isfinite(nr.state.score) | (step > toler_inf * (1 + np.abs(nr.state.beta)))
+    for j in np.flatnonzero(bad):
+        warnings.warn(f'Loglik converged before variable "{names[j]}"; its coefficient may '
+                      "be infinite (monotone likelihood: e.g. no events in one group)",
+                      CoxConvergenceWarning, stacklevel=3)
+
+
+def _data_notes(frame: pd.DataFrame, start: str | None, weights: str | None,
+                offset: str | None, strata: list[str], labels: list[str],
+                pb: core.CoxProblem) -> list[str]:
+    notes = []
+    if start:
+        notes.append("Counting-process data: a row is at risk at event time t when "
+                     "start < t <= stop.")
+    if weights:
+        notes.append(f'Case weights from column "{weights}".')
+    if offset:
+        notes.append(f'Offset from column "{offset}".')
+    if strata:
+        ev = np.bincount(pb.strata, pb.event.astype(float), minlength=len(labels))
+        empty = [labels[i] for i in np.flatnonzero(ev == 0)]
+        notes.append(f"Stratified by {', '.join(strata)}: {len(labels)} strata, each "
+                     "with its own baseline hazard.")
+        if empty:
+            notes.append(f"Strata without events (they contribute nothing): {', '.join(empty)}.")
+    return notes
+
+
+# ---------------------------------------------------------------------------
+# Recurrent events
+
+SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw", "first")
+
+
+def fit_recurrent(history: Any, formula: str, scheme: str = "ag", outcome: str = "discontinue",
+                  ties: str = "efron", **kw: Any) -> CoxResult:
+    """Recurrent-event Cox model of ``history`` with robust errors clustered by site.
+
+    ``history.counting_process(scheme, outcome=outcome)`` supplies the rows
+    (columns ``site, start, stop, event, episode`` and, for PWP gap time,
+    ``gap_start, gap_stop``).  Schemes: ``ag`` Andersen-Gill (common baseline),
+    ``pwp-tt`` / ``pwp-gt`` Prentice-Williams-Peterson stratified by episode in
+    total / gap time, ``wlw`` Wei-Lin-Weissfeld marginal model stratified by
+    episode, ``first`` time to the first event.  Other keywords go to
+    :func:`fit_cox`.
+    """
+    if scheme not in SCHEMES:
+        raise DataError([f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}"],
+                        title="invalid argument")
+    for k in ("start", "stop", "event", "cluster", "strata"):
+        if k in kw:
+            raise TypeError(f"fit_recurrent sets {k}= from the scheme; do not pass it")
+    cp = history.counting_process(scheme, outcome=outcome)
+    args: dict[str, Any] = {"start": "start", "stop": "stop", "event": "event",
+                            "cluster": "site", "strata": None}
+    if scheme in ("pwp-tt", "wlw"):
+        args["strata"] = "episode"
+    elif scheme == "pwp-gt":
+        args.update(start="gap_start", stop="gap_stop", strata="episode")
+    res = fit_cox(cp, formula, ties=ties, **args, **kw)
+    res.notes.insert(0, _SCHEME_NOTES[scheme])
+    return res
+
+
+_SCHEME_NOTES = {
+    "ag": "Andersen-Gill model: all discontinuations share one baseline hazard on the "
+          "calendar (total) time scale.",
+    "pwp-tt": "Prentice-Williams-Peterson total-time model: stratified by episode, a site is "
+              "at risk for its k-th event only after its (k-1)-th.",
+    "pwp-gt": "Prentice-Williams-Peterson gap-time model: stratified by episode, time "
+              "restarts at 0 after each event.",
+    "wlw": "Wei-Lin-Weissfeld marginal model: stratified by episode, every site is at risk "
+           "for each episode from the start of follow-up.",
+    "first": "Time to the first event only.",
+}

@@ -1,0 +1,139 @@
+"""Right-hand-side formula -> design matrix for survival models, coded like R.
+
+R's ``coxph`` builds ``model.matrix`` *with* an intercept and then drops it, so
+factors keep treatment contrasts (first level is the reference) and a factor
+interacting with a numeric variable whose main effect is absent gets one column
+per level.  formulaic follows the same rules, so we always build with an
+intercept and drop that column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+from formulaic import Formula, ModelSpec, model_matrix
+
+from imrsurv.errors import DataError
+
+__all__ = ["Design", "build_design", "required_columns", "row_labels"]
+
+
+@dataclass(frozen=True)
+class Design:
+    """Numeric design matrix plus what is needed to rebuild it for new data.
+
+    ``terms`` maps each formula term (e.g. ``"C(practice)"``) to the positions
+    of its columns; multi-column terms are tested jointly by
+    :meth:`CoxResult.check_proportional_hazards`.
+    """
+
+    matrix: np.ndarray
+    columns: list[str]
+    terms: dict[str, list[int]]
+    spec: ModelSpec
+
+    def transform(self, data: pd.DataFrame) -> np.ndarray:
+        """Design matrix of new data with the same coding (levels, contrasts)."""
+        mm = self.spec.get_model_matrix(data, output="pandas")
+        return mm.drop(columns="Intercept").to_numpy(dtype=float)
+
+
+def _rhs(formula: str) -> str:
+    text = formula.strip()
+    if "~" in text:
+        lhs, _, rhs = text.partition("~")
+        if lhs.strip():
+            raise DataError([f'formula "{formula}" has a left-hand side; give only the '
+                             "covariates (the right-hand side) and pass the time and event "
+                             "columns as start=, stop=, event="], title="invalid formula")
+        text = rhs.strip()
+    if not text:
+        raise DataError(["formula is empty"], title="invalid formula")
+    return text
+
+
+def _parse(formula: str) -> Formula:
+    try:
+        # "+ 1" restores the intercept if the user removed it; R ignores "- 1" too
+        return Formula(_rhs(formula) + " + 1")
+    except DataError:
+        raise
+    except Exception as exc:  # formulaic raises several parser error types
+        raise DataError([f'cannot parse formula "{formula}": {exc}'],
+                        title="invalid formula") from exc
+
+
+def required_columns(formula: str) -> list[str]:
+    """Data columns the formula reads, sorted."""
+    return sorted(str(v) for v in _parse(formula).required_variables)
+
+
+def row_labels(index: pd.Index, mask: np.ndarray, limit: int = 20) -> str:
+    """``"3, 7, 9"`` for the first ``limit`` flagged row labels, then ``"and N more"``."""
+    labels = [str(x) for x in index[mask][:limit]]
+    extra = int(mask.sum()) - len(labels)
+    text = ", ".join(labels)
+    return f"{text} and {extra} more" if extra > 0 else text
+
+
+def build_design(data: pd.DataFrame, formula: str) -> Design:
+    """Build the design matrix; raise :class:`DataError` for unusable columns.
+
+    The caller has already removed or reported missing values.  Constant
+    columns and linearly dependent columns (R would give them ``NA``
+    coefficients) are reported by name.
+    """
+    parsed = _parse(formula)
+    try:
+        mm = model_matrix(parsed, data, output="pandas", na_action="raise")
+    except Exception as exc:
+        raise DataError([f'cannot build the design matrix of "{formula}": {exc}'],
+                        title="invalid formula") from exc
+    spec = mm.model_spec
+    cols = [c for c in mm.columns if c != "Intercept"]
+    if not cols:
+        raise DataError([f'formula "{formula}" has no covariates'], title="invalid formula")
+    x = mm[cols].to_numpy(dtype=float)
+    terms: dict[str, list[int]] = {}
+    for term, idx in spec.term_indices.items():
+        name = str(term)
+        if name == "1":
+            continue
+        terms[name] = [cols.index(mm.columns[i]) for i in idx]
+    _check_rank(x, cols)
+    return Design(matrix=x, columns=cols, terms=terms, spec=spec)
+
+
+def _check_rank(x: np.ndarray, cols: list[str]) -> None:
+    """Constant columns and exact collinearity (rank via pivoted QR of centred, scaled x)."""
+    problems = []
+    sd = x.std(axis=0)
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
+    const = sd <= 1e-12 * scale
+    for j in np.flatnonzero(const):
+        problems.append(f'column "{cols[j]}" is constant (value {x[0, j]:g}) and cannot '
+                        "be estimated in a Cox model (the baseline hazard absorbs it)")
+    keep = np.flatnonzero(~const)
+    if keep.size:
+        z = (x[:, keep] - x[:, keep].mean(0)) / sd[keep]
+        _, rr, piv = sla.qr(z, mode="economic", pivoting=True)
+        diag = np.abs(np.diag(rr))
+        tol = max(z.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0) * 1e3
+        rank = int((diag > tol).sum())
+        for j in piv[rank:]:
+            dep = _dependence(z, keep, int(j), piv[:rank])
+            problems.append(f'column "{cols[keep[j]]}" is a linear combination of '
+                            f"{', '.join(repr(cols[keep[k]]) for k in dep)}; drop one of them")
+    if problems:
+        raise DataError(problems, title="covariates cannot all be estimated")
+
+
+def _dependence(z: np.ndarray, keep: np.ndarray, j: int, basis: np.ndarray) -> list[int]:
+    """Indices (into z's columns) of the basis columns that column j depends on."""
+    coef, *_ = np.linalg.lstsq(z[:, basis], z[:, j], rcond=None)
+    big = np.abs(coef) > 1e-8 * max(np.abs(coef).max(), 1e-300)
+    return [int(k) for k in basis[big]] or [int(k) for k in basis]
+
