@@ -337,8 +337,7 @@ def _groups(df: pd.DataFrame, by: str | None):
     if by is None:
         yield None, df
         return
-    for g, sub in df.groupby(by, sort=True, dropna=False):
-        yield g, sub
+    yield from df.groupby(by, sort=True, dropna=False)
 
 
 def _ci(p, se, conf_level, conf_type):
@@ -381,8 +380,8 @@ def state_probabilities(data, times=None, by: str | None = None, *, conf_level: 
         start, stop, state, next`` (state: sustained / discontinued /
         restarted; next: the state entered at ``stop`` or ``censored``).
     times
-        Times at which to report; None reports every event time (and the
-        start of follow-up), which is what a step plot needs.
+        Times at which to report; None reports the start (0), every event
+        time and the last follow-up, which is what a step plot needs.
     by
         A site-level column (for a History, a column of ``hist.sites``);
         one curve per level.
@@ -405,6 +404,8 @@ def state_probabilities(data, times=None, by: str | None = None, *, conf_level: 
         if times is None:
             fit0 = _fit_spells(sub)
             t = np.concatenate([[fit0.t_start], fit0.time])
+            if fit0.t_end > t[-1]:
+                t = np.append(t, fit0.t_end)  # the curve holds to the last follow-up
         else:
             t = _check_times(times)
         fit = _fit_spells(sub, eval_times=t, p0_se=p0_se)
@@ -530,3 +531,130 @@ def _warn_beyond(g, horizon, t_end, notes):
            "result is NaN (not extrapolated)")
     warnings.warn(msg, stacklevel=3)
     notes.append(msg)
+
+
+# ---------------------------------------------------------------------------
+# Bond et al. (2014) status table
+BOND_ORDER = ("sustained", "restarted", "discontinued")
+
+
+def status_from_spells(spells: pd.DataFrame, horizon: float) -> pd.Series:
+    """Each site's status at ``horizon`` from a spells frame (as ``History.status_at``).
+
+    ``censored`` if follow-up ended before the horizon or began after it;
+    otherwise the state occupied at the horizon, transitions at the horizon
+    included (a site discontinuing at exactly 6.0 is discontinued at 6).
+    """
+    df = spells.sort_values(["site", "start"], kind="stable")
+    g = df.groupby("site", sort=True)
+    entry, exit_ = g["start"].min(), g["stop"].max()
+    before = df[df["start"] < horizon]
+    last = before.groupby("site").tail(1).set_index("site")
+    state = np.where((last["stop"] <= horizon) & (last["next"] != "censored"),
+                     last["next"], last["state"])
+    status = pd.Series(state, index=last.index).reindex(entry.index)
+    at_h = df[df["start"] == horizon].groupby("site")["state"].first()
+    status = status.fillna(at_h)
+    followed = (exit_ >= horizon) & (entry <= horizon)
+    status = status.where(followed, "censored")
+    return pd.Series(pd.Categorical(status, categories=(*BOND_ORDER, "censored")),
+                     index=entry.index, name="status")
+
+
+@dataclass
+class BondStatus:
+    """Crude status counts at a horizon beside Aalen-Johansen probabilities."""
+
+    horizon: float
+    table: pd.DataFrame  # group, status, n, percent, probability, se, lower, upper
+    sites: pd.DataFrame  # group, n_sites, followed, censored
+    notes: list[str]
+    conf_level: float
+
+    def __str__(self) -> str:
+        pct = f"{100 * self.conf_level:g}%"
+        lines = [f"Programme status at {self.horizon:g} years: crude counts among sites followed "
+                 f"to {self.horizon:g} years, and Aalen-Johansen estimates ({pct} CI) using all "
+                 "follow-up"]
+        for g, sub in self.table.groupby("group", sort=False):
+            s = self.sites[self.sites["group"] == g].iloc[0]
+            lines.append(f"\n{g}: {s['n_sites']} sites, {s['followed']} followed to "
+                         f"{self.horizon:g} years, {s['censored']} censored before")
+            lines.append(f"  {'status':<13}{'n':>4}{'crude %':>9}   {'Aalen-Johansen %':<24}")
+            for _, r in sub.iterrows():
+                crude = "   -" if np.isnan(r["percent"]) else f"{r['percent']:6.1f}"
+                if np.isnan(r["probability"]):
+                    aj = "NaN (beyond follow-up)"
+                else:
+                    aj = (f"{100 * r['probability']:5.1f} ({100 * r['lower']:.1f}-"
+                          f"{100 * r['upper']:.1f})")
+                lines.append(f"  {r['status']:<13}{int(r['n']):>4}{crude:>9}   {aj}")
+        if self.notes:
+            lines.append("")
+            lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def bond_status(history, horizon: float = 6.0, by: str | None = None, *,
+                conf_level: float = 0.95, conf_type: str = "log") -> BondStatus:
+    """The Bond et al. (2014) table: sustained / restarted / discontinued at ``horizon``.
+
+    For each level of ``by`` and for all sites: crude counts and percentages
+    among the sites followed to the horizon (``history.status_at(horizon)``),
+    and beside them the Aalen-Johansen probability of each state at the
+    horizon with its IJ standard error and CI (``conf_type`` as in
+    :func:`state_probabilities`). The crude split ignores the sites censored
+    before the horizon; the Aalen-Johansen estimate uses their follow-up, and
+    also sites that entered late. A horizon beyond a group's follow-up gives
+    NaN estimates and a warning, never an extrapolation.
+    """
+    horizon = float(horizon)
+    spells, by = _spells_from(history, by)
+    df, notes = check_spells(spells, by)
+    if hasattr(history, "status_at") and callable(history.status_at):
+        status = history.status_at(horizon)
+        if isinstance(status, pd.DataFrame):
+            status = status.set_index("site")["status"] if "site" in status.columns \
+                else status["status"]
+    else:
+        status = status_from_spells(df, horizon)
+    status = status.astype(str)
+    site_group = (df.groupby("site")[by].first() if by is not None else None)
+    pieces = [] if by is None else [(g, site_group.index[site_group == g]) for g in
+                                    sorted(site_group.unique(), key=lambda v: (str(type(v)), v))]
+    pieces.append(("all", site_group.index if by is not None else status.index))
+    rows, site_rows, beyond = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported once, below
+        for g, members in pieces:
+            st = status.reindex(members)
+            sub = df[df["site"].isin(members)]
+            aj = state_probabilities(sub, [horizon], conf_level=conf_level,
+                                     conf_type=conf_type).set_index("state")
+            if len(sub) and horizon > sub["stop"].max():
+                beyond.append(f"{g}: last follow-up {sub['stop'].max():g}")
+            followed = int((st != "censored").sum())
+            censored = int((st == "censored").sum())
+            site_rows.append({"group": g, "n_sites": len(members), "followed": followed,
+                              "censored": censored})
+            for s in BOND_ORDER:
+                n = int((st == s).sum())
+                rows.append({"group": g, "status": s, "n": n,
+                             "percent": 100 * n / followed if followed else np.nan,
+                             "probability": aj.loc[s, "probability"], "se": aj.loc[s, "se"],
+                             "lower": aj.loc[s, "lower"], "upper": aj.loc[s, "upper"]})
+    sites_tab = pd.DataFrame(site_rows)
+    tot = sites_tab.iloc[-1]
+    if tot["censored"]:
+        notes.append(f"{tot['censored']} of {tot['n_sites']} sites were censored before "
+                     f"{horizon:g} years (or entered after it): the crude percentages are among "
+                     f"the {tot['followed']} sites followed to {horizon:g} years; the "
+                     "Aalen-Johansen estimates use every site's follow-up")
+    if beyond:
+        msg = (f"horizon {horizon:g} is beyond the last follow-up ({'; '.join(beyond)}): "
+               "Aalen-Johansen estimates there are NaN, not extrapolated")
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
+    return BondStatus(horizon, pd.DataFrame(rows), sites_tab, notes, conf_level)

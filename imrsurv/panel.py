@@ -1,0 +1,142 @@
+"""Annual site-year panels -> person-period frames for discrete-time models.
+
+Panel format (one row per site and interview year)::
+
+    site, year, active, covariates...
+
+``active`` is 0/1: was the programme being delivered at this interview.
+Years must be whole numbers without gaps inside a site (a missed interview
+is a gap: the status in between is unknown, and discrete-time models need
+it).
+
+:func:`read_panel` validates, sorts and adds, for each row, what happened
+since the previous interview. The first interview of a site is compared with
+the start of the programme, when the site was active by definition (previous
+state = active):
+
+* ``at_risk`` (1 if active at the previous interview) and ``event`` (1 if
+  active then and not now): the discontinuation outcome;
+* ``restart_at_risk`` (1 if inactive at the previous interview) and
+  ``restart_event`` (1 if inactive then and active now): the restart outcome.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._tables import missing_mask, read_table
+from .errors import DataError, Problem
+
+DERIVED = ("at_risk", "event", "restart_at_risk", "restart_event")
+
+
+def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
+               year: str = "year", active: str = "active") -> pd.DataFrame:
+    """Read and validate an annual panel; return the person-period frame.
+
+    Raises :class:`~imrsurv.DataError` naming every bad row (file line number
+    or DataFrame row, and site): missing columns, missing site, year not a
+    whole number, ``active`` not 0/1, duplicate site-years, gaps in a site's
+    years. Nothing is dropped.
+
+    Returns the panel sorted by site and year, with numeric covariates
+    converted to numbers and the columns ``at_risk, event, restart_at_risk,
+    restart_event`` added (any existing columns of those names are replaced).
+    ``attrs`` records the site/year/active column names and the source.
+    """
+    table = read_table(panel_or_path, "panel")
+    src = table.source
+    frame = table.frame
+    missing = [c for c in (site, year, active) if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise DataError([Problem(src, None, None,
+                                 f"panel lacks required column(s) {', '.join(missing)} "
+                                 f"(columns: {have})")], "invalid panel")
+    where = table.where
+    problems: list[tuple[int, Problem]] = []
+
+    site_missing = missing_mask(frame[site])
+    sites = frame[site].astype(str).str.strip().to_numpy(object) if frame[site].dtype == object \
+        else frame[site].to_numpy(object)
+    labels = [None if m else str(s) for s, m in zip(sites, site_missing, strict=True)]
+
+    def add(i: int, message: str) -> None:
+        problems.append((i, Problem(src, str(where[i]), labels[i], message)))
+
+    for i in np.flatnonzero(site_missing):
+        add(i, f"{site} is missing")
+
+    raw_year = frame[year]
+    yr = pd.to_numeric(raw_year.where(~pd.Series(missing_mask(raw_year))), errors="coerce")
+    yr = yr.to_numpy(float)
+    bad_year = ~np.isfinite(yr) | (yr != np.round(yr))
+    shown = raw_year.astype(str).str.strip().to_numpy(object)
+    for i in np.flatnonzero(bad_year):
+        add(i, f"{year} must be a whole number, got {shown[i]!r}")
+
+    raw_act = frame[active]
+    act_text = raw_act.astype(str).str.strip().str.lower()
+    act = pd.to_numeric(raw_act.where(~pd.Series(missing_mask(raw_act))), errors="coerce")
+    act = act.to_numpy(float)
+    act[act_text.isin(["true"]).to_numpy()] = 1.0
+    act[act_text.isin(["false"]).to_numpy()] = 0.0
+    bad_act = ~np.isin(act, [0.0, 1.0])
+    shown_a = raw_act.astype(str).str.strip().to_numpy(object)
+    for i in np.flatnonzero(bad_act):
+        add(i, f"{active} must be 0 or 1, got {shown_a[i]!r}")
+
+    # duplicates and gaps among rows with a site and a valid year
+    ok = ~site_missing & ~bad_year
+    key = pd.DataFrame({"site": np.array(labels, dtype=object), "year": yr,
+                        "i": np.arange(len(frame))})[ok]
+    key = key.sort_values(["site", "year", "i"], kind="stable")
+    dup = key.duplicated(["site", "year"], keep="first").to_numpy()
+    first_of = key.drop_duplicates(["site", "year"]).set_index(["site", "year"])["i"]
+    for _, r in key[dup].iterrows():
+        j = first_of.loc[(r["site"], r["year"])]
+        add(int(r["i"]), f"duplicate {year} {int(r['year'])} (also at {where[j]})")
+    uniq = key[~dup]
+    same = uniq["site"].to_numpy()[1:] == uniq["site"].to_numpy()[:-1]
+    step = np.diff(uniq["year"].to_numpy())
+    for k in np.flatnonzero(same & (step > 1)):
+        i = int(uniq["i"].iloc[k + 1])
+        y0, y1 = int(uniq["year"].iloc[k]), int(uniq["year"].iloc[k + 1])
+        gap = ", ".join(str(v) for v in range(y0 + 1, y1))
+        add(i, f"gap in {year}s: {y1} follows {y0} (missing {gap})")
+
+    if problems:
+        problems.sort(key=lambda ip: ip[0])
+        raise DataError([p for _, p in problems], "invalid panel")
+
+    out = frame.copy()
+    out[site] = np.array(labels, dtype=object) if not isinstance(panel_or_path, pd.DataFrame) \
+        else panel_or_path[site].to_numpy()
+    out[year] = yr.astype(np.int64)
+    out[active] = act.astype(np.int64)
+    out = out.drop(columns=[c for c in DERIVED if c in out.columns])
+    for c in out.columns:
+        if c in (site, year, active) or out[c].dtype != object:
+            continue
+        m = missing_mask(out[c])
+        num = pd.to_numeric(out[c].where(~m), errors="coerce")
+        if num[~m].notna().all():
+            out[c] = num
+        else:
+            out[c] = out[c].where(~m)
+    out["_order"] = np.arange(len(out))
+    out = out.sort_values([site, year], kind="stable").reset_index(drop=True)
+    a = out[active].to_numpy()
+    first = np.r_[True, out[site].to_numpy()[1:] != out[site].to_numpy()[:-1]]
+    prev = np.where(first, 1, np.r_[1, a[:-1]])
+    out["at_risk"] = (prev == 1).astype(np.int64)
+    out["event"] = ((prev == 1) & (a == 0)).astype(np.int64)
+    out["restart_at_risk"] = (prev == 0).astype(np.int64)
+    out["restart_event"] = ((prev == 0) & (a == 1)).astype(np.int64)
+    out["where"] = np.asarray(where)[out["_order"].to_numpy()]
+    out = out.drop(columns="_order")
+    out.attrs.update({"site": site, "year": year, "active": active, "source": src})
+    return out
