@@ -129,20 +129,29 @@ def _nelson_aalen(start, stop, event, cluster, n_clusters, *, se=True) -> _NA:
     return _NA(times, Y, dN, H, np.sqrt(var))
 
 
-def mcf(data: pd.DataFrame, *, start: str | None, stop: str, event: str, id: str,
-        by: str | None = None, conf_level: float = 0.95) -> pd.DataFrame:
+def mcf(data, *, start: str | None = "start", stop: str = "stop", event: str = "event",
+        id: str = "site", by: str | None = None, conf_level: float = 0.95,
+        outcome: str = "discontinue") -> pd.DataFrame:
     """Mean cumulative function (expected events per site) with robust errors.
 
     Parameters
     ----------
     data
-        Counting-process frame, one row per (start, stop] interval; e.g.
-        ``hist.counting_process("ag")``.
+        Frame with one row per (start, stop] interval of a site's follow-up,
+        or a :class:`~imrsurv.History`. The rows should cover the whole time
+        a site is under observation, including time while it is
+        discontinued: the MCF is the mean number of events per site, so a
+        discontinued site stays in the denominator. (An Andersen-Gill frame
+        with rows only while the site is active gives the cumulative
+        discontinuation rate among active sites instead.) A History is laid
+        out that way from its spells: every sojourn is a row, with an event
+        when it ends in the ``outcome`` (``"discontinue"`` or ``"restart"``).
     start, stop, event, id
         Column names; ``start=None`` means every row starts at 0. ``event``
         counts the events at ``stop``.
     by
-        Optional column; one MCF per level (column ``group``).
+        Optional column (for a History, a site column); one MCF per level
+        (output column ``group``).
 
     Returns
     -------
@@ -151,6 +160,9 @@ def mcf(data: pd.DataFrame, *, start: str | None, stop: str, event: str, id: str
     rows and 0 before the first. ``attrs["follow_up"]`` maps each group (or
     None) to its last follow-up time, up to which the last value holds.
     """
+    if hasattr(data, "spells") and callable(data.spells):
+        data = history_frame(data, by=by, outcome=outcome)
+        start, stop, event, id = "start", "stop", "event", "site"
     d, _ = _prepare(data, start, stop, event, id, by)
     z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     frames = []
@@ -174,6 +186,29 @@ def mcf(data: pd.DataFrame, *, start: str | None, stop: str, event: str, id: str
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
     out = out[cols]
     out.attrs["follow_up"] = follow_up
+    return out
+
+
+def history_frame(history, by: str | None = None, outcome: str = "discontinue") -> pd.DataFrame:
+    """``site, start, stop, event[, by]`` over each site's whole follow-up, from a History.
+
+    One row per spell; ``event`` is 1 when the spell ends in the outcome
+    (entering ``discontinued`` for ``"discontinue"``, ``restarted`` for
+    ``"restart"``).
+    """
+    target = {"discontinue": "discontinued", "restart": "restarted"}
+    if outcome not in target:
+        raise ValueError("outcome must be 'discontinue' or 'restart'")
+    sp = history.spells()
+    out = pd.DataFrame({"site": sp["site"].to_numpy(), "start": sp["start"].to_numpy(float),
+                        "stop": sp["stop"].to_numpy(float),
+                        "event": (sp["next"] == target[outcome]).to_numpy(int)})
+    if by is not None:
+        sites = history.sites
+        if by not in sites.columns:
+            raise DataError([Problem("", None, None, f"by={by!r} is not a site column (have: "
+                                     f"{', '.join(map(str, sites.columns))})")], "cannot group")
+        out = out.merge(sites[["site", by]], on="site", how="left")
     return out
 
 
@@ -215,8 +250,9 @@ class MCFTest:
         return text
 
 
-def mcf_test(data: pd.DataFrame, *, start: str | None, stop: str, event: str, id: str,
-             by: str, at=None, conf_level: float = 0.95) -> MCFTest:
+def mcf_test(data, *, by: str, start: str | None = "start", stop: str = "stop",
+             event: str = "event", id: str = "site", at=None,
+             conf_level: float = 0.95) -> MCFTest:
     """Test equality of the MCFs of the groups in ``by`` (Cook & Lawless 2007, sec. 3.7).
 
     The pseudo-score for group g is the log-rank-type statistic
@@ -239,6 +275,9 @@ def mcf_test(data: pd.DataFrame, *, start: str | None, stop: str, event: str, id
     ``at``: times at which also to report MCF_1 - MCF_2 with a z test (the
     two groups' sites are independent, so the variances add); two groups only.
     """
+    if hasattr(data, "spells") and callable(data.spells):
+        data = history_frame(data, by=by)
+        start, stop, event, id = "start", "stop", "event", "site"
     d, _ = _prepare(data, start, stop, event, id, by)
     groups = sorted(d["group"].unique(), key=lambda v: (str(type(v)), v))
     G = len(groups)

@@ -585,6 +585,8 @@ class BondStatus:
                 crude = "   -" if np.isnan(r["percent"]) else f"{r['percent']:6.1f}"
                 if np.isnan(r["probability"]):
                     aj = "NaN (beyond follow-up)"
+                elif np.isnan(r["lower"]) or r["se"] == 0:
+                    aj = f"{100 * r['probability']:5.1f} (se 0)"
                 else:
                     aj = (f"{100 * r['probability']:5.1f} ({100 * r['lower']:.1f}-"
                           f"{100 * r['upper']:.1f})")
