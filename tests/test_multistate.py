@@ -98,7 +98,7 @@ def _coded(spells):
 def test_influence_is_derivative_of_estimates():
     """IJ influences (p, rmst, expected transitions) equal finite differences in site weights."""
     start, stop, fr, to, cl = _coded(SPELLS)
-    kw = dict(eval_times=[2.0, 5.5], horizons=[4.0, 6.0], states=STATES)
+    kw = dict(eval_times=[2.0, 5.5], horizons=[4.0, 6.0], states=STATES, keep_influence=True)
     base = _aalen_johansen(start, stop, fr, to, cl, 3, **kw)
     eps = 1e-6
     for c in (0, 7, 33, int(cl.max())):

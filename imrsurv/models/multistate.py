@@ -85,17 +85,14 @@ class _AJFit:
     # at the requested times
     eval_times: np.ndarray
     eval_p: np.ndarray  # (E, S)
-    eval_infl: np.ndarray  # (C, E, S)
+    eval_se: np.ndarray  # (E, S)
+    eval_infl: np.ndarray | None  # (C, E, S), only with keep_influence
     # over [t_start, horizon]
     horizons: np.ndarray
     rmst: np.ndarray  # (H, S)
     rmst_infl: np.ndarray  # (C, H, S)
     trans: np.ndarray  # (H, S, S) expected number of h -> l transitions
     trans_infl: np.ndarray  # (C, H, S, S)
-
-    @property
-    def eval_se(self) -> np.ndarray:
-        return np.sqrt((self.eval_infl ** 2).sum(axis=0))
 
     @property
     def rmst_se(self) -> np.ndarray:
@@ -108,12 +105,17 @@ class _AJFit:
 
 def _aalen_johansen(start, stop, from_, to, cluster, n_states, *, eval_times=(),
                     horizons=(), weights=None, p0=None, p0_se=True,
-                    states=None) -> _AJFit:
+                    states=None, keep_influence=False) -> _AJFit:
     """Aalen-Johansen with IJ influence, on integer-coded spells.
 
     ``from_`` in 0..S-1, ``to`` in 0..S-1 or -1 for censored, ``cluster`` in
     0..C-1. ``weights`` (per row, default 1) exist so that tests can check the
     influence functions against finite differences.
+
+    The risk sets are kept as a clusters x states matrix ``R`` updated only by
+    the rows that enter or leave at each event time, so one step costs
+    O(clusters) array work: ``U <- U T + R G + E`` with ``G[h] = -p_h dA[h, .]
+    / Y_h`` the influence of being at risk in h and ``E`` the movers' terms.
     """
     start = np.asarray(start, float)
     stop = np.asarray(stop, float)
@@ -147,84 +149,104 @@ def _aalen_johansen(start, stop, from_, to, cluster, n_states, *, eval_times=(),
     else:
         p0 = np.asarray(p0, float)
     p = p0.copy()
-    U = i0.copy()
+    # influences are held transposed (states x clusters): row reductions are contiguous
+    U = np.ascontiguousarray(i0.T)
 
     pstate = np.empty((K, S))
     std = np.empty((K, S))
     n_risk = np.empty((K, S))
     n_event = np.empty(K)
     eval_p = np.empty((E, S))
-    eval_infl = np.empty((C, E, S))
+    eval_se = np.empty((E, S))
+    eval_infl = np.empty((E, S, C)) if keep_influence else None
     rmst = np.zeros((H, S))
-    rmst_infl = np.zeros((C, H, S))
+    rmst_infl = np.zeros((H, S, C))
     trans = np.zeros((H, S, S))
-    trans_infl = np.zeros((C, H, S, S))
+    trans_infl = np.zeros((H, S, S, C))
+    pairs = sorted({(int(h), int(j)) for h, j in zip(from_[is_event], to[is_event],
+                                                       strict=True) if h != j})
+
+    # row r is at risk at event indices lo[r] <= k < hi[r]
+    lo = np.searchsorted(times, start, side="right")
+    hi = np.searchsorted(times, stop, side="right")
+    steps = np.arange(K + 1)
+    enter = np.argsort(lo, kind="stable")
+    enter_at = np.searchsorted(lo[enter], steps)
+    leave = np.argsort(hi, kind="stable")
+    leave_at = np.searchsorted(hi[leave], steps)
+    ev_rows = np.flatnonzero(is_event)
+    ev_rows = ev_rows[np.argsort(stop[ev_rows], kind="stable")]
+    ev_at = np.searchsorted(stop[ev_rows], times, side="left")
+    ev_at = np.append(ev_at, len(ev_rows))
 
     # which step each requested time belongs to (-1: before the first event)
     eval_step = np.searchsorted(times, eval_times, side="right") - 1
-    bounds = np.concatenate([[t_start], times, [np.inf]])  # step k covers [bounds[k+1], bounds[k+2])
+    eval_by_step = {int(k): np.flatnonzero(eval_step == k) for k in np.unique(eval_step)}
+    bounds = np.concatenate([[t_start], times, [np.inf]])  # step k: [bounds[k+1], bounds[k+2])
 
     def record(k: int) -> None:
-        sel = eval_step == k
-        if sel.any():
+        sel = eval_by_step.get(k)
+        if sel is not None:
             eval_p[sel] = p
-            eval_infl[:, sel, :] = U[:, None, :]
+            eval_se[sel] = np.sqrt(np.einsum("sc,sc->s", U, U))
+            if keep_influence:
+                eval_infl[sel] = U[None]
         if H:
-            lo = max(bounds[k + 1], t_start)
-            length = np.clip(np.minimum(bounds[k + 2], horizons) - lo, 0.0, None)
-            rmst[:] += length[:, None] * p[None, :]
-            rmst_infl[:] += length[None, :, None] * U[:, None, :]
+            lo_t = max(bounds[k + 1], t_start)
+            length = np.clip(np.minimum(bounds[k + 2], horizons) - lo_t, 0.0, None)
+            if length.any():
+                rmst[:] += length[:, None] * p[None, :]
+                rmst_infl[:] += length[:, None, None] * U[None]
 
     record(-1)
+    R = np.zeros((S, C))  # weight at risk, per state and cluster
+    Y = np.zeros(S)
     eye = np.eye(S)
     for k in range(K):
-        t = times[k]
-        risk = (start < t) & (stop >= t)
-        hr, cr, wr = from_[risk], cluster[risk], w[risk]
-        Y = np.bincount(hr, weights=wr, minlength=S)
-        ev = risk & (stop == t) & is_event
+        a = enter[enter_at[k]:enter_at[k + 1]]
+        if len(a):
+            np.add.at(R, (from_[a], cluster[a]), w[a])
+            Y += np.bincount(from_[a], weights=w[a], minlength=S)
+        b = leave[leave_at[k]:leave_at[k + 1]]
+        if len(b):
+            np.add.at(R, (from_[b], cluster[b]), -w[b])
+            Y -= np.bincount(from_[b], weights=w[b], minlength=S)
+        ev = ev_rows[ev_at[k]:ev_at[k + 1]]
+        eh, el, ec, ew = from_[ev], to[ev], cluster[ev], w[ev]
         dN = np.zeros((S, S))
-        np.add.at(dN, (from_[ev], to[ev]), w[ev])
-        safeY = np.where(Y > 0, Y, 1.0)
+        np.add.at(dN, (eh, el), ew)
+        safeY = np.where(Y > 1e-12, Y, 1.0)
         dA = dN / safeY[:, None]
         dA[np.diag_indices(S)] = 0.0
-        dA[np.diag_indices(S)] = -dA.sum(axis=1)
+        off = dA.copy()
+        dA[np.diag_indices(S)] = -off.sum(axis=1)
         T = eye + dA
-        # influence of this step: every at-risk row, plus the movers
-        G = -(p[:, None] * dA) / safeY[:, None]  # row h: contribution of a row at risk in h
-        contrib = G[hr]
-        evr = ev[risk]
-        if evr.any():
-            contrib[evr] += (p[hr[evr]] / safeY[hr[evr]])[:, None] * (eye[to[risk][evr]]
-                                                                      - eye[hr[evr]])
-        D = np.empty((C, S))
-        for s in range(S):
-            D[:, s] = np.bincount(cr, weights=contrib[:, s], minlength=C)
-        if H:
-            # expected transitions: p_h(t-) dA[h, l], with influence
-            upto = (t <= horizons).astype(float)
-            off = dA.copy()
-            off[np.diag_indices(S)] = 0.0
-            trans[:] += upto[:, None, None] * (p[:, None] * off)[None]
-            # d(p_h dA_hl) = U_h dA_hl + p_h d(dA_hl)
-            dP = (U[:, :, None] * off[None])  # (C, S, S)
-            # d dA_hl for cluster c: (dN_c,hl - Y_ch dA_hl) / Y_h, times p_h
-            dd = np.zeros((C, S, S))
-            np.add.at(dd, (cr, hr), -(p[hr] / safeY[hr])[:, None] * off[hr])
-            if evr.any():
-                np.add.at(dd, (cr[evr], hr[evr], to[risk][evr]), p[hr[evr]] / safeY[hr[evr]])
-            trans_infl[:] += upto[None, :, None, None] * (dP + dd)[:, None]
-        U = U @ T + D
+        G = -(p[:, None] * dA) / safeY[:, None]
+        Unew = T.T @ U + G.T @ R
+        move = p[eh] / safeY[eh] * ew
+        np.add.at(Unew, (el, ec), move)
+        np.add.at(Unew, (eh, ec), -move)
+        upto = (times[k] <= horizons).astype(float) if H else None
+        if H and upto.any():
+            for h, j in pairs:
+                trans[:, h, j] += upto * p[h] * off[h, j]
+                d = U[h] * off[h, j] - (p[h] / safeY[h]) * R[h] * off[h, j]
+                m = (eh == h) & (el == j)
+                if m.any():
+                    d = d + np.bincount(ec[m], weights=(p[h] / safeY[h]) * ew[m], minlength=C)
+                trans_infl[:, h, j, :] += upto[:, None] * d[None, :]
+        U = Unew
         p = p @ T
         pstate[k] = p
-        std[k] = np.sqrt((U ** 2).sum(axis=0))
+        std[k] = np.sqrt(np.einsum("sc,sc->s", U, U))
         n_risk[k] = Y
         n_event[k] = dN.sum()
         record(k)
 
     return _AJFit(tuple(states) if states else tuple(range(S)), times, pstate, std, n_risk,
-                  n_event, p0, t_start, t_end, eval_times, eval_p, eval_infl, horizons, rmst,
-                  rmst_infl, trans, trans_infl)
+                  n_event, p0, t_start, t_end, eval_times, eval_p, eval_se,
+                  None if eval_infl is None else np.moveaxis(eval_infl, -1, 0), horizons, rmst,
+                  np.moveaxis(rmst_infl, -1, 0), trans, np.moveaxis(trans_infl, -1, 0))
 
 
 # ---------------------------------------------------------------------------
@@ -402,10 +424,11 @@ def state_probabilities(data, times=None, by: str | None = None, *, conf_level: 
     beyond = []
     for g, sub in _groups(df, by):
         if times is None:
-            fit0 = _fit_spells(sub)
-            t = np.concatenate([[fit0.t_start], fit0.time])
-            if fit0.t_end > t[-1]:
-                t = np.append(t, fit0.t_end)  # the curve holds to the last follow-up
+            ev_t = np.unique(sub.loc[sub["next"] != "censored", "stop"].to_numpy(float))
+            t_end = float(sub["stop"].max())
+            t = np.concatenate([[min(0.0, float(sub["start"].min()))], ev_t])
+            if t_end > t[-1]:
+                t = np.append(t, t_end)  # the curve holds to the last follow-up
         else:
             t = _check_times(times)
         fit = _fit_spells(sub, eval_times=t, p0_se=p0_se)
