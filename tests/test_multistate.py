@@ -307,6 +307,21 @@ def test_history_input(hist):
     assert "Aalen-Johansen" in text and "IMR" in text and "ACT" in text
 
 
+def test_history_discontinuation_at_last_contact(hist):
+    # c discontinues at 4.0, its last contact; d discontinues at 1.5
+    res = bond_status(hist, 4.0)
+    t = res.table.set_index("status")
+    st = hist.status_at(4.0).astype(str)
+    assert st["c"] == "discontinued"
+    assert t.loc["discontinued", "n"] == (st == "discontinued").sum() == 2
+    assert t.loc["restarted", "n"] == 1  # a: stopped at 2, restarted at 3
+    # nobody censored before 4 except e (exit 3): AJ at 4 uses e's follow-up to 3
+    assert res.sites.iloc[-1]["censored"] == 1
+    p = state_probabilities(hist, [4.0]).set_index("state")["probability"]
+    assert p["discontinued"] == pytest.approx(t.loc["discontinued", "probability"])
+    assert p.sum() == pytest.approx(1.0)
+
+
 def test_plot_state_probabilities(tmp_path):
     import matplotlib
 

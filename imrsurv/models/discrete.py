@@ -198,10 +198,10 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
         f"se: cluster-robust (sandwich) by {cluster!r} over {G} clusters, with the small-sample "
         "factor G/(G-1) (the default of R sandwich::vcovCL for glm, and of Stata's "
         "vce(cluster) for logit/cloglog). They allow "
-        "any correlation among a site's years (repeated site-years are not independent) and a "
-        "misspecified binomial variance; they do not account for uncertainty in which sites "
-        "were sampled beyond that, nor for time-varying covariates being endogenous. "
-        "se_naive is the model-based (R glm) error, which assumes independent site-years.")
+        "any correlation among a site's years (a site's repeated years are not independent "
+        "observations) and a misspecified binomial variance. They take the covariates and the "
+        "time terms as given, and beyond G/(G-1) make no few-clusters correction. se_naive is "
+        "the model-based (R glm) error, which treats every site-year as independent.")
     if G < 30:
         notes.append(f"only {G} clusters: cluster-robust errors may be too small with fewer than "
                      "about 30-50 clusters; compare with se_naive")
