@@ -44,7 +44,9 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
 
     Returns the panel sorted by site and year, with numeric covariates
     converted to numbers and the columns ``at_risk, event, restart_at_risk,
-    restart_event`` added (any existing columns of those names are replaced).
+    restart_event`` added (any existing columns of those names are replaced),
+    plus ``where``: the input line (``line 7``) or row (``row 5``) of each
+    site-year, so that later notes can point back at it.
     ``attrs`` records the site/year/active column names and the source.
     """
     table = read_table(panel_or_path, "panel")
