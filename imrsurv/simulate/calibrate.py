@@ -47,7 +47,7 @@ from .cohort import (
     Piecewise,
     _covariate_log,
     _segments,
-    as_seed_sequence,
+    streams,
 )
 
 STATES = STATES_ORDER  # ("sustained", "discontinued", "restarted")
@@ -341,10 +341,7 @@ def _paths(model: Model, horizon: float, n_paths: int, seed: Any) -> tuple[_Path
         raise DataError([f"n_paths must be an integer >= 100, got {n_paths!r}"],
                         "invalid calibration")
     n = int(n_paths)
-    ss = as_seed_sequence(seed)
-    streams = ("entry", "dropout", "frailty", "leadership", "team", "training", "transitions")
-    rngs = dict(zip(streams, (np.random.default_rng(s) for s in ss.spawn(len(streams))),
-                    strict=True))
+    rngs = streams(seed)
     end = np.full(n, horizon)
     if model.frailty_var > 0:
         kk = 1.0 / model.frailty_var

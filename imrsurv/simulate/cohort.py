@@ -272,6 +272,21 @@ def as_seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed)
 
 
+def streams(seed: SeedLike) -> dict[str, np.random.Generator]:
+    """One generator per component, the children of ``seed`` (like ``seed.spawn``, but
+    without changing a SeedSequence passed in: the same object always gives the same draws)."""
+    kids = spawn(seed, len(_STREAMS))
+    return {name: np.random.default_rng(k) for name, k in zip(_STREAMS, kids, strict=True)}
+
+
+def spawn(seed: SeedLike, n: int) -> list[np.random.SeedSequence]:
+    """The first ``n`` children of ``seed`` (as ``SeedSequence.spawn`` on a fresh sequence;
+    a SeedSequence passed in is not changed, so repeated calls give the same children)."""
+    ss = as_seed_sequence(seed)
+    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
+            for i in range(n)]
+
+
 def simulate(n_sites: int, years: float, *, hazards: Mapping[str, Any] | None = None,
              effects: Mapping[str, Mapping[str, float]] | None = None,
              covariates: Any = "default", frailty_var: float = 0.0,
@@ -339,9 +354,7 @@ def simulate_cohort(n_sites: int, years: float, *, hazards: Mapping[str, Any] | 
     if not (np.isfinite(censoring) and censoring >= 0):
         raise ValueError(f"censoring must be a rate >= 0, got {censoring!r}")
     decimals = _check_int(decimals, "decimals", 0)
-    ss = as_seed_sequence(seed)
-    rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in ss.spawn(len(_STREAMS))),
-                    strict=True))
+    rngs = streams(seed)
     return _generate(model, n_sites, float(years), entry, accrual, float(censoring), decimals, rngs)
 
 
@@ -695,6 +708,6 @@ def with_effect(effects: Mapping[str, Mapping[str, float]] | None, transition: s
 
 
 __all__ = ["BOND_HAZARDS", "BOND_TARGET", "Cohort", "CovariateModel", "Model", "Piecewise",
-           "as_seed_sequence", "describe_model", "simulate", "simulate_cohort", "with_effect",
-           "write_cohort"]
+           "as_seed_sequence", "describe_model", "simulate", "simulate_cohort", "spawn", "streams",
+           "with_effect", "write_cohort"]
 
