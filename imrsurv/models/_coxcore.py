@@ -22,6 +22,12 @@ No loop runs over rows or event times.  Rows are mapped once to the range
 are then ``cumsum(bincount(a, v) - bincount(b, v))`` and the S2 part of the
 information is one weighted cross-product ``X' diag(r_i (C[b_i] - C[a_i])) X``
 with ``C`` the cumulative sum of ``sum_j mw_k / den_j`` over event times.
+
+Per-pseudo-event arrays (index q) have one entry per death with Efron ties
+and one per event time with Breslow ties (where all ``f_j`` are 0, the
+``d_k`` terms coincide and collapse to one with weight ``wd_k``); with no tied
+event times both layouts are the event times themselves, and the gathers
+are skipped.
 """
 
 from __future__ import annotations
@@ -59,9 +65,11 @@ class RiskIndex:
     """Where every row sits relative to the sorted unique (stratum, event time)s.
 
     ``a[i] <= k < b[i]`` exactly when row ``i`` is at risk at event time ``k``.
-    Death rows are listed in ``death_rows`` grouped by event time (in original
-    row order within a time), with ``death_k`` their event index and
-    ``frac`` the Efron fraction ``j / d_k`` (zero for Breslow).
+    Death rows are listed in ``death_rows`` sorted by event time (row order
+    within a time), with ``death_k`` their event index; ``d[k]`` deaths at k.
+    Pseudo-events (see module docstring): ``pk`` their event index,
+    ``pfrac`` the Efron fraction ``j / d_k``, ``pcount[k]`` how many per k;
+    ``identity`` when there is exactly one per event time.
     """
 
     n: int
@@ -73,50 +81,83 @@ class RiskIndex:
     death_rows: np.ndarray
     death_k: np.ndarray
     d: np.ndarray
-    group_start: np.ndarray
-    frac: np.ndarray
+    pk: np.ndarray
+    pfrac: np.ndarray
+    pcount: np.ndarray
+    identity: bool
 
 
-def _time_keys(start: np.ndarray, stop: np.ndarray, strata: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact integer keys ordering (stratum, time) lexicographically."""
-    all_times = np.unique(np.concatenate([start, stop]))
-    width = np.int64(all_times.size + 1)
-    base = strata.astype(np.int64) * width
-    kstart = base + np.searchsorted(all_times, start)
-    kstop = base + np.searchsorted(all_times, stop)
-    return kstart, kstop
+def _sort_endpoints(t: np.ndarray, s: np.ndarray, single: bool) -> np.ndarray:
+    """Order of (stratum, time); tie order is irrelevant to the callers."""
+    order = np.argsort(t)
+    if single:
+        return order
+    if s.max() < 2**16:
+        # a stable sort of 16-bit keys is a radix sort: linear time
+        return order[np.argsort(s[order].astype(np.uint16), kind="stable")]
+    return np.lexsort((t, s))
+
+
+def endpoint_groups(start: np.ndarray, stop: np.ndarray, strata: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dense ranks of the (stratum, time) pairs of all start and stop times.
+
+    One sort of the 2n endpoints.  Returns the group of each row's start and
+    stop and, per group, its time and stratum (groups ordered by stratum, time).
+    """
+    n = stop.size
+    t = np.concatenate([start, stop])
+    s = np.concatenate([strata, strata])
+    single = n == 0 or strata.min() == strata.max()
+    order = _sort_endpoints(t, s, single)
+    ts, ss = t[order], s[order]
+    new = np.empty(t.size, bool)
+    new[:1] = True
+    new[1:] = ts[1:] != ts[:-1]
+    if not single:
+        new[1:] |= ss[1:] != ss[:-1]
+    g = np.empty(t.size, np.int64)
+    g[order] = np.cumsum(new) - 1
+    return g[:n], g[n:], ts[new], ss[new]
 
 
 def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
                 strata: np.ndarray, efron: bool) -> RiskIndex:
     """Map rows to event-time ranges; see :class:`RiskIndex`."""
     n = stop.size
-    kstart, kstop = _time_keys(start, stop, strata)
+    gstart, gstop, gtime, gstrat = endpoint_groups(start, stop, strata)
     dead = np.flatnonzero(event)
-    ekeys = np.unique(kstop[dead])
-    a = np.searchsorted(ekeys, kstart, side="right")
-    b = np.searchsorted(ekeys, kstop, side="right")
-    dk = np.searchsorted(ekeys, kstop[dead])
-    order = np.argsort(dk, kind="stable")
+    has = np.zeros(gtime.size, bool)
+    has[gstop[dead]] = True
+    upto = np.cumsum(has)                 # event times <= each (stratum, time) group
+    a, b = upto[gstart], upto[gstop]
+    dk = upto[gstop[dead]] - 1
+    order = np.argsort(dk * np.int64(n) + dead)   # by event time, then row
     death_rows, death_k = dead[order], dk[order]
-    n_times = ekeys.size
+    evg = np.flatnonzero(has)
+    n_times = evg.size
     d = np.bincount(death_k, minlength=n_times)
-    group_start = np.cumsum(d) - d
-    if efron:
-        j = np.arange(death_rows.size) - group_start[death_k]
-        frac = j / d[death_k]
+    if efron and death_rows.size > n_times:
+        first = np.cumsum(d) - d
+        pk = death_k
+        pfrac = (np.arange(death_rows.size) - first[death_k]) / d[death_k]
+        pcount = d
     else:
-        frac = np.zeros(death_rows.size)
-    first = death_rows[group_start]
-    return RiskIndex(n=n, n_times=n_times, event_time=stop[first],
-                     event_stratum=strata[first], a=a, b=b, death_rows=death_rows,
-                     death_k=death_k, d=d, group_start=group_start, frac=frac)
+        pk = np.arange(n_times)
+        pfrac = np.zeros(n_times)
+        pcount = np.ones(n_times, np.int64)
+    return RiskIndex(n=n, n_times=n_times, event_time=gtime[evg], event_stratum=gstrat[evg],
+                     a=a, b=b, death_rows=death_rows, death_k=death_k, d=d, pk=pk,
+                     pfrac=pfrac, pcount=pcount, identity=pk.size == n_times)
 
 
 @dataclass
 class CoxProblem:
-    """Design, weights and index of one fit; ``x`` is centred per stratum."""
+    """Design, weights and index of one fit.
+
+    ``x`` is centred per stratum and stored column-major (columns contiguous);
+    ``xd`` holds the death rows of ``x`` in death order.
+    """
 
     x: np.ndarray
     centers: np.ndarray
@@ -129,14 +170,21 @@ class CoxProblem:
     stop: np.ndarray
     event: np.ndarray
     efron: bool
+    unweighted: bool = field(init=False)
+    xd: np.ndarray = field(init=False)
+    wdead: np.ndarray = field(init=False)
     xd_sum: np.ndarray = field(init=False)
     wd: np.ndarray = field(init=False)
+    mw: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         ix = self.index
-        wdead = self.weights[ix.death_rows]
-        self.xd_sum = wdead @ self.x[ix.death_rows]
-        self.wd = np.bincount(ix.death_k, wdead, minlength=ix.n_times)
+        self.unweighted = bool(np.all(self.weights == 1.0))
+        self.xd = self.x[ix.death_rows]
+        self.wdead = self.weights[ix.death_rows]
+        self.xd_sum = self.wdead @ self.xd
+        self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)
+        self.mw = self.wd / ix.pcount if ix.identity else (self.wd / ix.pcount)[ix.pk]
 
 
 def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.ndarray,
@@ -145,15 +193,16 @@ def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.n
     """Centre ``x`` on its weighted per-stratum means (as R does) and index the rows."""
     n_strata = int(strata.max()) + 1 if strata.size else 1
     wsum = np.bincount(strata, weights, minlength=n_strata)
-    centers = np.column_stack([np.bincount(strata, weights * x[:, j], minlength=n_strata)
-                               for j in range(x.shape[1])]) if x.shape[1] else \
-        np.zeros((n_strata, 0))
-    centers = centers / np.where(wsum > 0, wsum, 1.0)[:, None]
-    xc = x - centers[strata]
+    p = x.shape[1]
+    centers = np.zeros((n_strata, p))
+    for j in range(p):
+        centers[:, j] = np.bincount(strata, weights * x[:, j], minlength=n_strata)
+    centers /= np.where(wsum > 0, wsum, 1.0)[:, None]
+    xc = np.asfortranarray(x - centers[strata] if n_strata > 1 else x - centers[0])
     index = build_index(start, stop, event, strata, efron)
-    return CoxProblem(x=np.ascontiguousarray(xc), centers=centers, weights=weights,
-                      offset=offset, strata=strata, n_strata=n_strata, index=index,
-                      start=start, stop=stop, event=event.astype(bool), efron=efron)
+    return CoxProblem(x=xc, centers=centers, weights=weights, offset=offset, strata=strata,
+                      n_strata=n_strata, index=index, start=start, stop=stop,
+                      event=event.astype(bool), efron=efron)
 
 
 # ---------------------------------------------------------------------------
@@ -175,9 +224,19 @@ def _riskset_sums(ix: RiskIndex, r: np.ndarray, x: np.ndarray) -> tuple[np.ndarr
     return s0, s1
 
 
-def _group_sum(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
-    """Sum an array over the deaths of each event time (arrays in death order)."""
-    return np.add.reduceat(v, ix.group_start, axis=0)
+def _by_time(idx: np.ndarray, v: np.ndarray, n_times: int) -> np.ndarray:
+    """Sum the rows of ``v`` (1-d or 2-d) that share an event index."""
+    if v.ndim == 1:
+        return np.bincount(idx, v, minlength=n_times)
+    out = np.empty((n_times, v.shape[1]))
+    for j in range(v.shape[1]):
+        out[:, j] = np.bincount(idx, v[:, j], minlength=n_times)
+    return out
+
+
+def _pseudo_sum(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
+    """Sum per-pseudo-event values within each event time."""
+    return v if ix.identity else _by_time(ix.pk, v, ix.n_times)
 
 
 def _cum0(v: np.ndarray) -> np.ndarray:
@@ -202,43 +261,63 @@ class CoxState:
     s1: np.ndarray
     e0: np.ndarray
     e1: np.ndarray
-    den: np.ndarray         # per pseudo-death (D)
-    abar: np.ndarray        # per pseudo-death (D x p)
-    hj: np.ndarray          # mw_k / den_j, the hazard increment of pseudo-death j
+    den: np.ndarray         # per pseudo-event
+    abar: np.ndarray        # per pseudo-event (x p)
+    hj: np.ndarray          # mw / den, the hazard increment of each pseudo-event
     c1: np.ndarray          # sum_j hj per event time
     c2: np.ndarray          # sum_j hj f_j per event time
+
+
+def _linear_predictor(pb: CoxProblem, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
+    """eta, per-stratum shift (mean eta, keeps exp() in range) and exp(eta - shift)."""
+    eta = pb.x @ beta + pb.offset
+    if pb.n_strata == 1:
+        shift = np.array([eta.mean()])
+        return eta, shift, np.exp(eta - shift[0])
+    cnt = np.bincount(pb.strata, minlength=pb.n_strata)
+    shift = np.bincount(pb.strata, eta, minlength=pb.n_strata) / np.maximum(cnt, 1)
+    return eta, shift, np.exp(eta - shift[pb.strata])
+
+
+def _weighted_gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x' diag(w) x`` for column-major x."""
+    xt = x.T
+    return (xt * w) @ x
 
 
 def evaluate(pb: CoxProblem, beta: np.ndarray, need_info: bool = True) -> CoxState:
     """Log partial likelihood, score and information at ``beta``."""
     ix = pb.index
-    eta = pb.x @ beta + pb.offset
-    cnt = np.bincount(pb.strata, minlength=pb.n_strata)
-    shift = np.bincount(pb.strata, eta, minlength=pb.n_strata) / np.maximum(cnt, 1)
-    risk_u = np.exp(eta - shift[pb.strata])
-    r = pb.weights * risk_u
+    eta, shift, risk_u = _linear_predictor(pb, beta)
+    r = risk_u if pb.unweighted else pb.weights * risk_u
     s0, s1 = _riskset_sums(ix, r, pb.x)
-    dr, dk, frac = ix.death_rows, ix.death_k, ix.frac
-    rd = r[dr]
-    xd = pb.x[dr]
-    e0 = _group_sum(ix, rd)
-    e1 = _group_sum(ix, rd[:, None] * xd)
-    den = s0[dk] - frac * e0[dk]
-    mw = pb.wd[dk] / ix.d[dk]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logden = np.log(den) + shift[ix.event_stratum[dk]]
-        abar = (s1[dk] - frac[:, None] * e1[dk]) / den[:, None]
-        hj = mw / den
-    wdead = pb.weights[dr]
-    loglik = float(wdead @ eta[dr] - mw @ logden)
+    dr, mw = ix.death_rows, pb.mw
+    if ix.identity:
+        e0, e1 = np.zeros(ix.n_times), np.zeros_like(s1)
+        den = s0
+        abar = s1 / s0[:, None]
+        logden = np.log(den) + shift[ix.event_stratum]
+    else:
+        pk, pfrac = ix.pk, ix.pfrac
+        rd = r[dr]
+        e0 = np.bincount(ix.death_k, rd, minlength=ix.n_times)
+        e1 = _by_time(ix.death_k, rd[:, None] * pb.xd, ix.n_times)
+        den = s0[pk] - pfrac * e0[pk]
+        abar = s1[pk] - pfrac[:, None] * e1[pk]
+        abar /= den[:, None]
+        logden = np.log(den) + shift[ix.event_stratum[pk]]
+    hj = mw / den
+    loglik = float(pb.wdead @ eta[dr] - mw @ logden)
     score = pb.xd_sum - mw @ abar
-    c1 = _group_sum(ix, hj)
-    c2 = _group_sum(ix, hj * frac)
+    c1 = _pseudo_sum(ix, hj)
+    c2 = np.zeros(ix.n_times) if ix.identity else _pseudo_sum(ix, hj * ix.pfrac)
     if need_info:
         cc = _cum0(c1)
         roww = r * (cc[ix.b] - cc[ix.a])
-        roww[dr] -= rd * c2[dk]
-        info = (pb.x * roww[:, None]).T @ pb.x - (abar * mw[:, None]).T @ abar
+        if not ix.identity:
+            roww[dr] -= r[dr] * c2[ix.death_k]
+        info = _weighted_gram(pb.x, roww) - (abar.T * mw) @ abar
         info = (info + info.T) / 2
     else:
         info = np.empty((beta.size, beta.size))
@@ -331,28 +410,40 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
 
 
 def _death_terms(pb: CoxProblem, st: CoxState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per event time: xhaz = sum_j hj abar_j, mh2 = sum_j hj f_j abar_j, schoenfeld mean."""
+    """Per event time: xhaz = sum_j hj abar_j, mh2 = sum_j hj f_j abar_j, Schoenfeld mean."""
     ix = pb.index
-    xhaz = _group_sum(ix, st.hj[:, None] * st.abar)
-    mh2 = _group_sum(ix, (st.hj * ix.frac)[:, None] * st.abar)
-    smean = _group_sum(ix, st.abar) / ix.d[:, None]
+    xhaz = _pseudo_sum(ix, st.hj[:, None] * st.abar)
+    if ix.identity:
+        return xhaz, np.zeros_like(xhaz), st.abar
+    mh2 = _pseudo_sum(ix, (st.hj * ix.pfrac)[:, None] * st.abar)
+    smean = _pseudo_sum(ix, st.abar) / ix.pcount[:, None]
     return xhaz, mh2, smean
 
 
 def score_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:
     """Unweighted score residuals ``int (x_i - xbar(t)) dM_i(t)`` (R ``agscore3``).
 
-    With Efron ties a death at ``t_k`` gets ``x_i - mean_j abar_j`` and only the
-    fraction ``1 - f_j`` of each pseudo-death's hazard increment.
+    ``-exp(eta_i) [x_i (H(stop_i) - H(start_i)) - (XH(stop_i) - XH(start_i))]``
+    with H the cumulative hazard and XH the cumulative ``xbar dH``, plus
+    ``x_i - xbar(t_i)`` for a death; with Efron ties a death at ``t_k`` gets
+    ``x_i - mean_j abar_j`` and only the fraction ``1 - f_j`` of each
+    pseudo-event's hazard increment.  Returned column-major (n x p).
     """
     ix = pb.index
     xhaz, mh2, smean = _death_terms(pb, st)
     hcum = _cum0(st.c1)
-    xcum = _cum0(xhaz)
+    dh = hcum[ix.b] - hcum[ix.a]
+    xcum = np.asfortranarray(_cum0(xhaz))
     ru = st.risk_u
-    res = -ru[:, None] * (pb.x * (hcum[ix.b] - hcum[ix.a])[:, None] - (xcum[ix.b] - xcum[ix.a]))
+    res = np.empty(pb.x.shape, order="F")
+    for j in range(pb.x.shape[1]):
+        xc = xcum[:, j]
+        res[:, j] = ru * (xc[ix.b] - xc[ix.a] - pb.x[:, j] * dh)
     dr, dk = ix.death_rows, ix.death_k
-    res[dr] += (pb.x[dr] - smean[dk]) + ru[dr, None] * (pb.x[dr] * st.c2[dk, None] - mh2[dk])
+    add = pb.xd - smean[dk]
+    if not ix.identity:
+        add += ru[dr, None] * (pb.xd * st.c2[dk, None] - mh2[dk])
+    res[dr] += add
     return res
 
 
@@ -371,7 +462,7 @@ def schoenfeld_residuals(pb: CoxProblem, st: CoxState) -> tuple[np.ndarray, np.n
     ix = pb.index
     _, _, smean = _death_terms(pb, st)
     dr = ix.death_rows
-    return dr, pb.x[dr] - smean[ix.death_k]
+    return dr, pb.xd - smean[ix.death_k]
 
 
 # ---------------------------------------------------------------------------
@@ -430,11 +521,10 @@ def zph_statistics(pb: CoxProblem, st: CoxState, gk: np.ndarray
     ``V_k`` the (Efron) covariance of x at event time k, as R ``zph2.c``.
     """
     ix = pb.index
-    p = pb.x.shape[1]
     r = pb.weights * st.risk_u
     dr, dk = ix.death_rows, ix.death_k
-    xd_k = _group_sum(ix, pb.weights[dr, None] * pb.x[dr])
-    mw = pb.wd[dk] / ix.d[dk]
+    xd_k = _by_time(dk, pb.wdead[:, None] * pb.xd, ix.n_times)
+    mw, pk = pb.mw, ix.pk
     resid_k = xd_k - (st.c1[:, None] * st.s1 - st.c2[:, None] * st.e1)
     u = np.concatenate([resid_k.sum(0), gk @ resid_k])
     blocks = []
@@ -443,10 +533,9 @@ def zph_statistics(pb: CoxProblem, st: CoxState, gk: np.ndarray
         cc = _cum0(st.c1 * gm)
         roww = r * (cc[ix.b] - cc[ix.a])
         roww[dr] -= r[dr] * (st.c2 * gm)[dk]
-        v = (pb.x * roww[:, None]).T @ pb.x - (st.abar * (mw * gm[dk])[:, None]).T @ st.abar
+        v = _weighted_gram(pb.x, roww) - (st.abar.T * (mw * gm[pk])) @ st.abar
         blocks.append((v + v.T) / 2)
     imat = np.block([[blocks[0], blocks[1]], [blocks[1], blocks[2]]])
-    assert imat.shape == (2 * p, 2 * p)
     return u, imat
 
 
@@ -454,41 +543,72 @@ def zph_statistics(pb: CoxProblem, st: CoxState, gk: np.ndarray
 # Concordance (R concordancefit, counting-process data, timewt = "n")
 
 
-def _dominance(pkey: np.ndarray, prank: np.ndarray, pw: np.ndarray,
-               qkey: np.ndarray, qrank: np.ndarray) -> np.ndarray:
-    """For each query q: ``sum_j pw_j [pkey_j < qkey_q] [prank_j < qrank_q]``.
+def _prefix_in_groups(values: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """Exclusive cumulative sums of ``values`` (1-d or N x C), restarting where ``change``."""
+    cs = np.cumsum(values, axis=0) - values
+    start = np.flatnonzero(change)
+    gid = np.cumsum(change) - 1
+    return cs - cs[start][gid]
 
-    Offline 2-d dominance sums without a loop over points: write the rank
-    condition bit by bit (``prank < qrank`` iff at some bit l the higher bits
-    agree, the query has a 1 and the point a 0); per bit one stable sort of the
-    points by (rank >> l, key) and one ``searchsorted`` per query.
+
+def _lower_rank_sums(rank: np.ndarray, order: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """For each item i: ``sum_j w_j`` over items j before i in ``order`` with ``rank_j < rank_i``.
+
+    Offline 2-d dominance sums without a loop over items (a wavelet matrix):
+    ``rank_j < rank_i`` iff at some bit l the higher bits agree and j has a 0
+    where i has a 1.  Level by level, from the top bit down, the items are
+    kept sorted by (rank >> (l + 1), position in ``order``) by a stable
+    partition, and each item with bit l set collects the prefix sum of the
+    0-bit items in its bucket.  O(N) per bit; the data travel with the
+    partition (packed in one float and one integer array) so every pass is
+    sequential.
     """
-    out = np.zeros(qkey.size)
-    if pkey.size == 0 or qkey.size == 0:
-        return out
-    kmax = np.int64(max(pkey.max(), qkey.max()) + 2)
-    nbits = int(max(prank.max(), qrank.max())).bit_length() + 1
-    by_key = np.argsort(pkey, kind="stable")
-    pkey, prank, pw = pkey[by_key], prank[by_key], pw[by_key]
-    for level in range(nbits):
-        hit = ((qrank >> level) & 1) == 1
-        if not hit.any():
-            continue
-        g = prank >> level
-        order = np.argsort(g, kind="stable")
-        comp = g[order] * kmax + pkey[order]
-        cw = _cum0(pw[order])
-        target = (qrank[hit] >> level) - 1
-        hi = np.searchsorted(comp, target * kmax + qkey[hit], side="left")
-        lo = np.searchsorted(comp, target * kmax, side="left")
-        out[hit] += cw[hi] - cw[lo]
+    n_items, n_ch = order.size, w.shape[1]
+    # columns: weights per channel, then accumulated sums per channel
+    vals = np.zeros((n_items, 2 * n_ch), order="F")
+    vals[:, :n_ch] = w[order]
+    # rank in the high bits, original item index in the low 32
+    packed = (rank[order].astype(np.int64) << 32) | order.astype(np.int64)
+    pos = np.arange(n_items)
+    change = np.empty(n_items, bool)
+    change[:1] = True
+    for level in reversed(range(max(int(rank.max()), 1).bit_length())):
+        rk = packed >> 32
+        zero = ((rk >> level) & 1) == 0
+        parent = rk >> (level + 1)
+        np.not_equal(parent[1:], parent[:-1], out=change[1:])
+        gstart = np.flatnonzero(change)
+        glen = np.diff(np.r_[gstart, n_items])
+        gs = np.repeat(gstart, glen)
+        one = ~zero
+        for c in range(n_ch):
+            v = vals[:, c] * zero
+            cs = np.cumsum(v)
+            cs -= v
+            cs -= np.repeat(cs[gstart], glen)
+            cs *= one
+            vals[:, n_ch + c] += cs
+        # stable partition inside each parent bucket: 0-bits first, then 1-bits
+        zc = np.cumsum(zero, dtype=np.int64)
+        zc -= zero
+        zeros_before = zc - zc[gs]
+        zeros_total = np.repeat(np.add.reduceat(zero, gstart, dtype=np.int64), glen)
+        newpos = gs + np.where(zero, zeros_before, zeros_total + (pos - gs) - zeros_before)
+        packed = _scatter(packed, newpos)
+        vals = _scatter(vals, newpos)
+    out = np.empty_like(w)
+    out[packed & 0xFFFFFFFF] = vals[:, n_ch:]
     return out
 
 
-def _prefix_sum(pkey: np.ndarray, pw: np.ndarray, qkey: np.ndarray) -> np.ndarray:
-    """For each query: ``sum_j pw_j [pkey_j < qkey_q]``."""
-    order = np.argsort(pkey, kind="stable")
-    return _cum0(pw[order])[np.searchsorted(pkey[order], qkey, side="left")]
+def _scatter(x: np.ndarray, newpos: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    if x.ndim == 2:
+        for c in range(x.shape[1]):
+            out[newpos, c] = x[:, c]
+    else:
+        out[newpos] = x
+    return out
 
 
 def concordance_counts(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
@@ -504,48 +624,56 @@ def concordance_counts(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     ``std`` is R's infinitesimal-jackknife standard error: per-row influence
     on Somers' d (as the death and as the comparator), summed within
     ``cluster`` when given.
+
+    Items are the 2n interval endpoints (channel A weight +w at start, -w at
+    stop: "at risk") and the D deaths (channel B weight w).  Sorted by
+    (stratum, time) with deaths first at a tie, a prefix over channel A at a
+    death counts the rows at risk then; a prefix over channel B at an
+    endpoint counts the deaths up to it.  Lower lp: :func:`_lower_rank_sums`.
     """
-    kstart, kstop = _time_keys(start, stop, strata)
-    ukeys = np.unique(np.concatenate([kstart, kstop]))
-    kstart, kstop = np.searchsorted(ukeys, kstart), np.searchsorted(ukeys, kstop)
+    n = stop.size
+    kstart, kstop, _, _ = endpoint_groups(start, stop, strata)
     _, rank = np.unique(lp, return_inverse=True)
-    rank = rank.astype(np.int64)
+    rank = rank.astype(np.int64).ravel()
     dead = np.flatnonzero(event)
     nd = dead.size
     qk, qr, qw = kstop[dead], rank[dead], weights[dead]
     dlt, dle, dtot, tied_y, tied_xy = _same_time_deaths(qk, qr, qw)
 
-    # role 1, row i dies at t: weight of comparators (at risk at t, not dying at t)
-    # with lower / equal / higher lp; the +w/-w point pairs make "at risk" counts
-    pkey = np.concatenate([kstart, kstop])
-    prank = np.concatenate([rank, rank])
-    pw = np.concatenate([weights, -weights])
-    below = _dominance(pkey, prank, pw, np.r_[qk, qk], np.r_[qr, qr + 1])
-    lt, le = below[:nd] - dlt, below[nd:] - dle
-    total = _prefix_sum(pkey, pw, qk) - dtot
-    d_lt, d_eq, d_gt = lt, le - lt, total - le
+    key = np.concatenate([qk, kstart, kstop])
+    irank = np.concatenate([qr, rank, rank])
+    deathfirst = np.r_[np.zeros(nd, np.int64), np.ones(2 * n, np.int64)]
+    w = np.zeros((nd + 2 * n, 2))
+    w[nd:, 0] = np.r_[weights, -weights]
+    w[:nd, 1] = qw
+    by_key = np.argsort(key * 2 + deathfirst)
+    total = np.empty_like(w)
+    total[by_key] = np.cumsum(w[by_key], axis=0) - w[by_key]
+    span = np.int64(2) * (key.max() + 1)
+    by_rank = np.argsort(irank * span + key * 2 + deathfirst)
+    rchange = np.r_[True, irank[by_rank][1:] != irank[by_rank][:-1]]
+    same = np.empty_like(w)
+    same[by_rank] = _prefix_in_groups(w[by_rank], rchange)
+    lower = _lower_rank_sums(irank, by_key, w)
 
-    # role 2, row j is a comparator: weight of deaths in (start_j, stop_j] with
-    # lower / equal / higher lp, less the deaths at stop_j when j itself dies then
-    q2 = np.r_[kstop, kstart, kstop, kstart] + 1
-    r2 = np.r_[rank, rank, rank + 1, rank + 1]
-    c2 = _dominance(qk, qr, qw, q2, r2)
-    n = rank.size
-    c_lt = c2[:n] - c2[n:2 * n]
-    c_le = c2[2 * n:3 * n] - c2[3 * n:]
-    c_tot = _prefix_sum(qk, qw, kstop + 1) - _prefix_sum(qk, qw, kstart + 1)
+    # role 1, row i dies at t: comparators at risk at t (not dying at t)
+    d_lt = lower[:nd, 0] - dlt
+    d_eq = same[:nd, 0] - (dle - dlt)
+    d_gt = total[:nd, 0] - dtot - d_lt - d_eq
+    # role 2, row j at risk: deaths in (start_j, stop_j], less those at stop_j if j dies
+    s_, e_ = slice(nd, nd + n), slice(nd + n, nd + 2 * n)
+    c_lt = lower[e_, 1] - lower[s_, 1]
+    c_eq = same[e_, 1] - same[s_, 1]
+    c_tot = total[e_, 1] - total[s_, 1]
     c_lt[dead] -= dlt
-    c_le[dead] -= dle
+    c_eq[dead] -= dle - dlt
     c_tot[dead] -= dtot
 
-    conc = float(qw @ d_lt)
-    tied_x = float(qw @ d_eq)
-    disc = float(qw @ d_gt)
+    conc, tied_x, disc = float(qw @ d_lt), float(qw @ d_eq), float(qw @ d_gt)
     npair = conc + disc + tied_x
-    # influence per row on (concordant, discordant, tied.x), both roles
-    inf_c = c_tot - c_le          # deaths with higher lp than comparator j: concordant
-    inf_d = c_lt.copy()           # deaths with lower lp: discordant
-    inf_t = c_le - c_lt
+    inf_c = c_tot - c_lt - c_eq       # deaths with higher lp than comparator j
+    inf_d = c_lt.copy()
+    inf_t = c_eq.copy()
     inf_c[dead] += d_lt
     inf_d[dead] += d_gt
     inf_t[dead] += d_eq

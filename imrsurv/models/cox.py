@@ -213,12 +213,11 @@ class CoxResult:
 
     def _robust_var(self) -> np.ndarray:
         """Lin-Wei sandwich: D'D with D = dfbeta residuals summed within cluster (R coxph)."""
-        d = self._collapse(self._dfbeta(weighted=True))
+        res = core.score_residuals(self._pb, self._nr.state)
+        if not self._pb.unweighted:
+            res *= self._pb.weights[:, None]
+        d = self._collapse(res) @ self._nr.var
         return d.T @ d
-
-    def _dfbeta(self, weighted: bool) -> np.ndarray:
-        res = core.score_residuals(self._pb, self._nr.state) @ self._nr.var
-        return res * self._pb.weights[:, None] if weighted else res
 
     def _variance_notes(self) -> list[str]:
         notes = [f"Ties handled by the {self.ties.capitalize()} approximation."]
@@ -394,7 +393,8 @@ class CoxResult:
         else:
             raise ValueError('transform must be "km", "identity", "log" or "rank"')
         gt = gt - gt[pb.event].mean()
-        gk = gt[pb.index.death_rows[pb.index.group_start]]
+        gk = np.zeros(pb.index.n_times)
+        gk[pb.index.death_k] = gt[pb.index.death_rows]
         u, imat = core.zph_statistics(pb, self._nr.state, gk)
         p = self.params.size
         rows: dict[str, tuple[float, int]] = {}

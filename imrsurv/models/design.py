@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from formulaic import Formula, ModelSpec, model_matrix
 
 from imrsurv.errors import DataError
@@ -108,32 +107,36 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
 
 
 def _check_rank(x: np.ndarray, cols: list[str]) -> None:
-    """Constant columns and exact collinearity (rank via pivoted QR of centred, scaled x)."""
+    """Constant columns and exact collinearity, from the correlation matrix.
+
+    Columns are taken in order; a column whose residual variance, after
+    regressing it on the accepted columns before it, is below 1e-10 of its
+    variance is reported with the columns it depends on.  Works on the
+    p x p correlation matrix, so it costs one pass over the data.
+    """
     problems = []
-    sd = x.std(axis=0)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    cov = xc.T @ xc / max(x.shape[0], 1)
+    var = np.diag(cov).copy()
     scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
-    const = sd <= 1e-12 * scale
+    const = np.sqrt(np.maximum(var, 0)) <= 1e-12 * scale
     for j in np.flatnonzero(const):
         problems.append(f'column "{cols[j]}" is constant (value {x[0, j]:g}) and cannot '
                         "be estimated in a Cox model (the baseline hazard absorbs it)")
-    keep = np.flatnonzero(~const)
-    if keep.size:
-        z = (x[:, keep] - x[:, keep].mean(0)) / sd[keep]
-        _, rr, piv = sla.qr(z, mode="economic", pivoting=True)
-        diag = np.abs(np.diag(rr))
-        tol = max(z.shape) * np.finfo(float).eps * (diag[0] if diag.size else 0) * 1e3
-        rank = int((diag > tol).sum())
-        for j in piv[rank:]:
-            dep = _dependence(z, keep, int(j), piv[:rank])
-            problems.append(f'column "{cols[keep[j]]}" is a linear combination of '
-                            f"{', '.join(repr(cols[keep[k]]) for k in dep)}; drop one of them")
+    sd = np.sqrt(np.where(const, 1.0, var))
+    corr = cov / np.outer(sd, sd)
+    accepted: list[int] = []
+    for j in np.flatnonzero(~const):
+        if accepted:
+            coef = np.linalg.solve(corr[np.ix_(accepted, accepted)], corr[accepted, j])
+            resid = corr[j, j] - corr[j, accepted] @ coef
+            if resid < 1e-10:
+                big = np.abs(coef) > 1e-6 * np.abs(coef).max()
+                dep = [cols[k] for k, keep in zip(accepted, big, strict=True) if keep]
+                problems.append(f'column "{cols[j]}" is a linear combination of '
+                                f"{', '.join(repr(c) for c in dep)}; drop one of them")
+                continue
+        accepted.append(int(j))
     if problems:
         raise DataError(problems, title="covariates cannot all be estimated")
-
-
-def _dependence(z: np.ndarray, keep: np.ndarray, j: int, basis: np.ndarray) -> list[int]:
-    """Indices (into z's columns) of the basis columns that column j depends on."""
-    coef, *_ = np.linalg.lstsq(z[:, basis], z[:, j], rcond=None)
-    big = np.abs(coef) > 1e-8 * max(np.abs(coef).max(), 1e-300)
-    return [int(k) for k in basis[big]] or [int(k) for k in basis]
-

@@ -1,0 +1,303 @@
+"""Time imrsurv's Cox engine against R survival::coxph, lifelines and statsmodels.
+
+Andersen-Gill (start, stop] data with 5 covariates (two time-varying),
+continuous event times and clusters of repeated events (about 10 rows per
+cluster).  Every fit runs in its own subprocess so that its peak memory can
+be measured:
+
+* imrsurv: wall time of ``fit_cox`` (robust variance included when
+  clustered), peak of traced allocations during the fit (tracemalloc, a
+  second run) and the subprocess's peak RSS;
+* R: ``system.time(coxph(...))`` and ``gc()``'s "max used" during the fit
+  (the R heap), plus the Rscript process's peak RSS;
+* lifelines ``CoxTimeVaryingFitter`` and statsmodels ``PHReg`` (Efron, entry
+  times) only up to ``--peer-max-rows`` rows and under ``--peer-timeout``.
+
+Usage::
+
+    python benchmarks/cox.py                       # 10k .. 1M rows
+    python benchmarks/cox.py --max-rows 10000000   # up to 10M
+    python benchmarks/cox.py --sizes 10000 100000 --out /tmp/cox.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BETA = np.array([0.4, -0.3, 0.2, 0.0, 0.25])
+COVS = [f"x{j}" for j in range(1, 6)]
+
+
+def make_ag(n_rows: int, seed: int = 1, rows_per_id: int = 10) -> pd.DataFrame:
+    """Seeded AG data: per row an exponential gap with rate 0.5 exp(x'beta), censored."""
+    rng = np.random.default_rng(seed)
+    n_id = max(1, n_rows // rows_per_id)
+    ids = np.repeat(np.arange(n_id), rows_per_id)[:n_rows]
+    n = ids.size
+    x = np.empty((n, 5))
+    x[:, 0] = rng.normal(size=n_id)[ids]              # cluster-level
+    x[:, 1] = rng.integers(0, 2, n_id)[ids]           # cluster-level binary
+    x[:, 2] = rng.normal(size=n)                      # time-varying
+    x[:, 3] = rng.integers(0, 2, n)                   # time-varying binary
+    x[:, 4] = rng.gamma(2.0, 1.0, n_id)[ids]          # cluster-level skewed
+    frail = rng.gamma(4.0, 0.25, n_id)[ids]
+    rate = 0.5 * frail * np.exp(x @ BETA)
+    gap = rng.exponential(1 / rate)
+    cens = rng.exponential(4.0, n)
+    length = np.minimum(gap, cens)
+    event = (gap <= cens).astype(np.int8)
+    cs = np.cumsum(length)
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    before = (cs[first] - length[first])[ids]
+    stop = cs - before
+    start_ = stop - length
+    start_[first] = 0.0
+    df = pd.DataFrame(x, columns=COVS)
+    df.insert(0, "id", ids)
+    df.insert(1, "start", start_)
+    df.insert(2, "stop", stop)
+    df.insert(3, "event", event)
+    return df
+
+
+# -- runners (each a subprocess) -------------------------------------------------
+
+PY_IMRSURV = """
+import json, sys, time, tracemalloc, resource
+import pandas as pd
+from imrsurv.models.cox import fit_cox
+df = pd.read_parquet(sys.argv[1]); cluster = sys.argv[2] or None
+f = " + ".join(["x1", "x2", "x3", "x4", "x5"])
+kw = dict(start="start", stop="stop", event="event", cluster=cluster)
+t0 = time.perf_counter(); res = fit_cox(df, f, **kw); t1 = time.perf_counter()
+times = [t1 - t0]
+if len(df) <= 200_000:
+    for _ in range(2):
+        t0 = time.perf_counter(); fit_cox(df, f, **kw); times.append(time.perf_counter() - t0)
+tracemalloc.start(); fit_cox(df, f, **kw); _, peak = tracemalloc.get_traced_memory()
+print(json.dumps(dict(seconds=min(times), traced_peak_mb=peak / 2**20,
+     rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+     coef=res.params.tolist(), se=res.se.tolist(), iterations=res.iterations)))
+"""
+
+PY_LIFELINES = """
+import json, sys, time, resource, warnings
+import pandas as pd
+from lifelines import CoxTimeVaryingFitter
+warnings.simplefilter("ignore")
+df = pd.read_parquet(sys.argv[1])
+t0 = time.perf_counter()
+m = CoxTimeVaryingFitter().fit(df, id_col="id", start_col="start", stop_col="stop",
+                               event_col="event")
+print(json.dumps(dict(seconds=time.perf_counter() - t0,
+     rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+     coef=m.params_.tolist())))
+"""
+
+PY_STATSMODELS = """
+import json, sys, time, resource
+import pandas as pd
+from statsmodels.duration.hazard_regression import PHReg
+df = pd.read_parquet(sys.argv[1])
+t0 = time.perf_counter()
+r = PHReg(df["stop"].to_numpy(), df[["x1","x2","x3","x4","x5"]].to_numpy(),
+          status=df["event"].to_numpy(), entry=df["start"].to_numpy(), ties="efron").fit()
+print(json.dumps(dict(seconds=time.perf_counter() - t0,
+     rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+     coef=list(map(float, r.params)))))
+"""
+
+R_SCRIPT = r"""
+suppressPackageStartupMessages(library(survival))
+args <- commandArgs(TRUE)
+d <- read.csv(args[1])
+f <- Surv(start, stop, event) ~ x1 + x2 + x3 + x4 + x5
+invisible(gc(reset = TRUE))
+if (args[2] == "cluster") {
+  tm <- system.time(fit <- coxph(f, data = d, ties = "efron", cluster = id))
+} else {
+  tm <- system.time(fit <- coxph(f, data = d, ties = "efron"))
+}
+g <- gc()
+cat(sprintf('{"seconds": %.6f, "heap_max_mb": %.1f, "coef": [%s], "se": [%s]}\n',
+    tm[["elapsed"]], sum(g[, ncol(g)]),
+    paste(sprintf("%.10g", coef(fit)), collapse = ", "),
+    paste(sprintf("%.10g", sqrt(diag(fit$var))), collapse = ", ")))
+"""
+
+
+def run_child(cmd: list[str], timeout: float) -> dict:
+    """Run a subprocess, return its JSON line plus peak RSS from wait4."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": f"timeout after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"error": err.strip().splitlines()[-1] if err.strip() else "failed"}
+    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
+    return json.loads(line)
+
+
+def bench_size(n: int, tmp: Path, args: argparse.Namespace) -> list[dict]:
+    df = make_ag(n, seed=n)
+    pq = tmp / f"ag_{n}.parquet"
+    df.to_parquet(pq)
+    rows = []
+    n_events = int(df.event.sum())
+    n_id = int(df.id.nunique())
+
+    def rec(tool: str, variant: str, r: dict) -> None:
+        r.update(tool=tool, variant=variant, rows=n, events=n_events, clusters=n_id)
+        rows.append(r)
+        secs = r.get("seconds")
+        print(f"  {tool:<28}{variant:<12}"
+              + (f"{secs:9.3f} s" if secs is not None else f"  {r.get('error')}"), flush=True)
+
+    print(f"{n:,} rows, {n_events:,} events, {n_id:,} clusters", flush=True)
+    py = sys.executable
+    rec("imrsurv", "naive", run_child([py, "-c", PY_IMRSURV, str(pq), ""], args.timeout))
+    rec("imrsurv", "cluster", run_child([py, "-c", PY_IMRSURV, str(pq), "id"], args.timeout))
+    if n <= args.peer_max_rows:
+        rec("lifelines CoxTimeVarying", "naive",
+            run_child([py, "-c", PY_LIFELINES, str(pq)], args.peer_timeout))
+        rec("statsmodels PHReg", "naive",
+            run_child([py, "-c", PY_STATSMODELS, str(pq)], args.peer_timeout))
+    rscript = shutil.which("Rscript")
+    if rscript and not args.no_r:
+        csv = tmp / f"ag_{n}.csv"
+        df.to_csv(csv, index=False)
+        rfile = tmp / "bench.R"
+        rfile.write_text(R_SCRIPT)
+        rec("R coxph", "naive", run_child([rscript, str(rfile), str(csv), "naive"], args.timeout))
+        rec("R coxph", "cluster",
+            run_child([rscript, str(rfile), str(csv), "cluster"], args.r_cluster_timeout))
+        csv.unlink()
+    pq.unlink()
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()}"
+
+
+def versions() -> str:
+    import lifelines
+    import numpy
+    import statsmodels
+
+    r = ""
+    if shutil.which("Rscript"):
+        r = subprocess.run(["Rscript", "-e", 'cat(R.version.string, "/ survival",'
+                            ' format(packageVersion("survival")))'],
+                           capture_output=True, text=True).stdout.strip()
+    return (f"Python {platform.python_version()}, numpy {numpy.__version__}, lifelines "
+            f"{lifelines.__version__}, statsmodels {statsmodels.__version__}; {r}")
+
+
+def markdown(rows: list[dict], cmd: str) -> str:
+    df = pd.DataFrame(rows)
+    out = ["| rows | events | tool | variance | seconds | peak memory (MB) | max rel. diff coef vs R |",
+           "|---:|---:|---|---|---:|---:|---:|"]
+    for _, r in df.iterrows():
+        mem = r.get("traced_peak_mb")
+        if pd.isna(mem) if mem is not None else True:
+            mem = r.get("heap_max_mb")
+        if mem is None or pd.isna(mem):
+            mem = r.get("rss_mb")
+        ref = df[(df.rows == r.rows) & (df.tool == "R coxph") & (df.variant == r.variant)]
+        diff = ""
+        if r.tool != "R coxph" and len(ref) and isinstance(ref.iloc[0].get("coef"), list) \
+                and isinstance(r.get("coef"), list):
+            a, b = np.array(r["coef"]), np.array(ref.iloc[0]["coef"])
+            diff = f"{np.max(np.abs(a - b) / np.abs(b)):.1e}"
+        secs = f"{r.seconds:.3f}" if pd.notna(r.get("seconds")) else r.get("error", "")
+        mem_s = f"{mem:.0f}" if mem is not None and pd.notna(mem) else ""
+        out.append(f"| {r.rows:,} | {r.events:,} | {r.tool} | {r.variant} | {secs} | "
+                   f"{mem_s} | {diff} |")
+    out.append("")
+    out += ratio_lines(df)
+    out.append("")
+    out.append(f"Command: `{cmd}`")
+    return "\n".join(out)
+
+
+def _seconds(sub: pd.DataFrame, tool: str, variant: str) -> float | None:
+    try:
+        v = sub.loc[(tool, variant), "seconds"]
+    except KeyError:
+        return None
+    return float(v) if pd.notna(v) else None
+
+
+def ratio_lines(df: pd.DataFrame) -> list[str]:
+    lines = []
+    for n in sorted(df.rows.unique()):
+        sub = df[df.rows == n].set_index(["tool", "variant"])
+        parts = []
+        for peer, var in [("R coxph", "naive"), ("R coxph", "cluster"),
+                          ("lifelines CoxTimeVarying", "naive"), ("statsmodels PHReg", "naive")]:
+            mine, theirs = _seconds(sub, "imrsurv", var), _seconds(sub, peer, var)
+            if mine and theirs:
+                parts.append(f"{theirs / mine:.1f}x vs {peer} ({var})")
+        if parts:
+            lines.append(f"- {n:,} rows: imrsurv is " + ", ".join(parts))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--max-rows", type=int, default=1_000_000)
+    ap.add_argument("--sizes", type=int, nargs="*")
+    ap.add_argument("--peer-max-rows", type=int, default=20_000)
+    ap.add_argument("--peer-timeout", type=float, default=300)
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--r-cluster-timeout", type=float, default=3600)
+    ap.add_argument("--no-r", action="store_true")
+    ap.add_argument("--out", type=Path, help="write raw results as JSON here")
+    ap.add_argument("--markdown", type=Path, help="write the results table here")
+    args = ap.parse_args(argv)
+    sizes = args.sizes or [s for s in (10_000, 20_000, 100_000, 1_000_000, 10_000_000)
+                           if s <= args.max_rows]
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            rows += bench_size(n, Path(d), args)
+            if args.out:
+                args.out.write_text(json.dumps(rows, indent=1))
+    cmd = "python benchmarks/cox.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = textwrap.dedent(f"""\
+        Machine: {machine()}
+        Software: {versions()}
+
+        """) + markdown(rows, cmd.strip())
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
