@@ -36,7 +36,8 @@ def _new_ax(ax, figsize=(7, 4.5)):
 
 
 def plot_km(result, ax=None, at_risk: bool = True, ci: bool = True, title: str | None = None,
-            xlabel: str = "Years since start", ylabel: str = "Proportion still sustained"):
+            xlabel: str = "Years since start", ylabel: str = "Proportion still sustained",
+            at_risk_rows: tuple[str, ...] = ("At risk", "Censored", "Events")):
     """Kaplan-Meier curves of a :func:`~imrsurv.models.km.km_first` result.
 
     With ``at_risk`` an at-risk table (lifelines ``add_at_risk_counts``: at
@@ -44,7 +45,8 @@ def plot_km(result, ax=None, at_risk: bool = True, ci: bool = True, title: str |
     """
     import matplotlib.pyplot as plt
 
-    ax = _new_ax(ax, figsize=(7.5, 5.5) if at_risk else (7, 4.5))
+    ax = _new_ax(ax, figsize=(7.5, 4.5 + 0.18 * len(result.fitters) * len(at_risk_rows))
+                 if at_risk else (7, 4.5))
     fitters = list(result.fitters.values())
     for i, kmf in enumerate(fitters):
         st = _style(i)
@@ -74,7 +76,7 @@ def plot_km(result, ax=None, at_risk: bool = True, ci: bool = True, title: str |
     if at_risk:
         from lifelines.plotting import add_at_risk_counts
 
-        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk", "Censored", "Events"])
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=list(at_risk_rows))
         plt.tight_layout()
     return ax
 

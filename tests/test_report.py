@@ -31,14 +31,13 @@ def pdf_text(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def bond_pdfs(tmp_path_factory):
-    """The Bond replication built twice, each in its own Python process."""
-    out = tmp_path_factory.mktemp("bond")
+    """The Bond replication built twice by the same command, each in its own Python process."""
     paths = []
     for i in (1, 2):
-        path = out / f"bond{i}.pdf"
+        cwd = tmp_path_factory.mktemp(f"run{i}")
         subprocess.run([sys.executable, "-m", "imrsurv.cli", "replicate", "bond2014", "--out",
-                        str(path)], check=True, capture_output=True, text=True)
-        paths.append(path)
+                        "bond2014.pdf"], check=True, capture_output=True, text=True, cwd=cwd)
+        paths.append(cwd / "bond2014.pdf")
     return paths
 
 

@@ -161,10 +161,22 @@ def _section_bond(ctx: _Context) -> None:
                 "horizon; discontinued: not active at the horizon. Crude counts are among sites "
                 "followed to the horizon; the Aalen-Johansen estimates use every site, including "
                 "those censored earlier.")
-    d.table(res.table, caption=f"Status at {sp.horizon:g} years: crude and Aalen-Johansen (95% CI).",
-            fmt="{:.3f}")
+    d.table(_bond_wide(res.table), caption=f"Status at {sp.horizon:g} years: crude counts (% of "
+            "sites followed to the horizon) and Aalen-Johansen probabilities (95% CI).")
     if res.notes:
         d.bullets(list(res.notes))
+    sites = ctx.hist.sites
+    status = ctx.hist.status_at(sp.horizon)
+    per_site = pd.DataFrame({"site": sites["site"]})
+    if ctx.group:
+        per_site[ctx.group] = sites[ctx.group].to_numpy()
+    per_site["follow-up"] = (sites["exit"] - sites["entry"]).to_numpy()
+    per_site["discontinuations"] = sites["discontinuations"].to_numpy()
+    per_site["restarts"] = sites["restarts"].to_numpy()
+    per_site[f"status at {sp.horizon:g}"] = status.reindex(sites["site"]).astype(str).to_numpy()
+    widths = [0.34, 0.14, 0.12, 0.14, 0.1, 0.16] if ctx.group else [0.4, 0.15, 0.15, 0.12, 0.18]
+    d.table(per_site, caption="Each site's history and status.", fmt="{:.2f}",
+            col_widths=[w * TEXT_WIDTH for w in widths])
     ctx.methods.append(f"Status at {sp.horizon:g} years was classified as in Bond et al. (2014): "
                        "sustained, discontinued and restarted, or discontinued. Besides crude "
                        "proportions, state occupation probabilities were estimated with the "
@@ -179,12 +191,15 @@ def _section_km(ctx: _Context) -> None:
     d = ctx.doc
     res = km_first(ctx.hist, by=ctx.group, times=_yearly(ctx))
     d.heading("Time to first discontinuation")
-    ax = res.plot()
+    ax = res.plot(at_risk_rows=("At risk",))
     d.figure(figures.drawing(ax.figure), "Kaplan-Meier estimate of the probability of not yet "
              "having discontinued, with the number of sites at risk.")
-    d.table(_flat(res.table), caption="Kaplan-Meier survival at yearly times (95% CI).", fmt="{:.3f}")
-    if getattr(res, "logrank", None) is not None:
-        d.paragraph(f"Log-rank test across groups: {res.logrank}")
+    d.table(_wide(res.table, "survival"), caption="Kaplan-Meier probability of not yet having "
+            "discontinued at yearly times (95% CI).")
+    lr = getattr(res, "logrank", None)
+    if lr is not None:
+        d.paragraph(f"Log-rank test across groups: chi-square = {lr['statistic']:.2f} on "
+                    f"{int(lr['df'])} df, p = {lr['p']:.3g}.")
     ctx.methods.append("Time to first discontinuation was estimated with the Kaplan-Meier "
                        "estimator (lifelines) and compared across groups with the log-rank test.")
     ctx.cite("KM")
@@ -195,22 +210,21 @@ def _section_mcf(ctx: _Context) -> None:
     from ..plots import plot_mcf
 
     d = ctx.doc
-    ag = ctx.hist.counting_process("ag")
-    curve = mcf(ag, start="start", stop="stop", event="event", id="site", by=ctx.group)
+    curve = mcf(ctx.hist, by=ctx.group)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     plot_mcf(curve, ax=ax)
     d.heading("Repeated discontinuations: mean cumulative function")
     d.figure(figures.drawing(fig), "Expected number of discontinuations per site by time "
              "(Nelson-Aalen mean cumulative function, 95% CI from Lawless-Nadeau robust errors).")
     groups = [None] if ctx.group is None else sorted(curve["group"].unique())
-    tables = [mcf_at(curve, _yearly(ctx), group=g).assign(group=g) for g in groups]
-    table = pd.concat(tables, ignore_index=True)
-    keep = [c for c in ("group", "time", "mcf", "se", "lower", "upper") if c in table]
-    d.table(table[keep].dropna(axis=1, how="all"), caption="MCF at yearly times.", fmt="{:.3f}")
+    table = pd.concat([mcf_at(curve, _yearly(ctx), group=g).assign(group="all" if g is None else g)
+                       for g in groups], ignore_index=True)
+    d.table(_wide(table, "mcf"), caption="Mean cumulative number of discontinuations per site at "
+            "yearly times (95% CI).")
     ctx.methods.append("The mean cumulative number of discontinuations per site was estimated "
-                       "with the Nelson-Aalen estimator for recurrent events (sites at risk only "
-                       "while active) with Lawless-Nadeau robust standard errors and log-"
-                       "transformed confidence intervals.")
+                       "with the Nelson-Aalen estimator for recurrent events (every site in the "
+                       "denominator over its whole follow-up) with Lawless-Nadeau robust standard "
+                       "errors and log-transformed confidence intervals.")
     ctx.cite("LN")
 
 
@@ -309,8 +323,14 @@ def _section_discrete(ctx: _Context) -> None:
     d.paragraph(f"Annual hazard of discontinuation among sites active at the previous interview, "
                 f"{ctx.spec.link} link: {formula}.")
     sm = res.summary
-    d.table(sm.reset_index().rename(columns={"index": "term"}), caption="Discrete-time hazard "
-            "model, cluster-robust standard errors by site.", fmt="{:.3f}")
+    hr = next(c for c in sm.columns if c.startswith("exp(coef)"))
+    table = pd.DataFrame({"term": sm.index, "coef": sm["coef"], "robust se": sm["se"],
+                          "hazard ratio": sm[hr], "95% CI": _ci_text(sm["exp lower 95%"],
+                                                                     sm["exp upper 95%"]),
+                          "p": sm["p"]})
+    d.table(table, caption="Discrete-time hazard model, cluster-robust standard errors by site.",
+            fmt="{:.3f}")
+    d.bullets(list(res.notes))
     ctx.methods.append(f"Annual panels were analysed with a discrete-time hazard model (binomial "
                        f"GLM, {ctx.spec.link} link, statsmodels) with cluster-robust errors by site.")
     ctx.cite("DT")
@@ -366,7 +386,39 @@ def _yearly(ctx: _Context) -> list[float]:
     return [float(t) for t in np.arange(1, np.floor(last) + 1)]
 
 
-def _flat(table: pd.DataFrame) -> pd.DataFrame:
-    t = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    t.columns = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in t.columns]
-    return t
+def _ci_text(lower: pd.Series, upper: pd.Series, fmt: str = "{:.2f}") -> list[str]:
+    return [("–" if np.isnan(lo) else f"{fmt.format(lo)}–{fmt.format(hi)}")
+            for lo, hi in zip(lower, upper, strict=True)]
+
+
+def _bond_wide(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per group: crude n (%) and AJ probability (CI) for each status."""
+    t = table.copy()
+    if "group" not in t:
+        t["group"] = "all"
+    rows = []
+    for g, sub in t.groupby("group", sort=False):
+        row: dict[str, object] = {"group": g}
+        sub = sub.set_index("status")
+        for status in ("sustained", "restarted", "discontinued"):
+            r = sub.loc[status]
+            pct = "–" if np.isnan(r["percent"]) else f"{r['percent']:.0f}%"
+            row[f"{status} n (%)"] = f"{int(r['n'])} ({pct})"
+            ci = _ci_text(pd.Series([r["lower"]]), pd.Series([r["upper"]]))[0]
+            row[f"{status} AJ (95% CI)"] = (f"{r['probability']:.3f} ({ci})"
+                                            if not np.isnan(r["probability"]) else "–")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _wide(table: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Groups by yearly times, each cell 'value (lower–upper)'."""
+    t = table.copy()
+    if "group" not in t:
+        t["group"] = "all"
+    t["cell"] = [f"{v:.2f} ({lo:.2f}–{hi:.2f})" if not np.isnan(lo) else
+                 ("–" if np.isnan(v) else f"{v:.2f}")
+                 for v, lo, hi in zip(t[value], t["lower"], t["upper"], strict=True)]
+    wide = t.pivot(index="group", columns="time", values="cell")
+    wide.columns = [f"year {c:g}" for c in wide.columns]
+    return wide.reset_index()

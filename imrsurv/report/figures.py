@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -71,6 +72,11 @@ def forest(table, ax=None):
                     fmt=markers[k % len(markers)], capsize=2, label=m, color=f"C{k}")
     ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
     ax.set_xscale("log")
+    lo = float(np.nanmin(table["lower"])) if len(table) else 0.5
+    hi = float(np.nanmax(table["upper"])) if len(table) else 2.0
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if lo / 1.5 <= t <= hi * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_yticks(range(len(terms)), terms)
     ax.invert_yaxis()
     ax.set_xlabel("hazard ratio (log scale), 95% robust CI")

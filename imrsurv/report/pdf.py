@@ -109,11 +109,13 @@ class _Doc(BaseDocTemplate):
         canvas.restoreState()
 
     def afterFlowable(self, flowable: Flowable) -> None:
-        level = getattr(flowable, "toc_level", None)
-        if level is not None:
-            key = f"h{self.seq.nextf('heading')}"
-            self.canv.bookmarkPage(key)
-            self.notify("TOCEntry", (level, text(flowable.getPlainText()), self.page, key))
+        # headings travel inside KeepTogether groups (see Document._add)
+        for f in getattr(flowable, "_content", [flowable]):
+            level = getattr(f, "toc_level", None)
+            if level is not None:
+                key = f"h{self.seq.nextf('heading')}"
+                self.canv.bookmarkPage(key)
+                self.notify("TOCEntry", (level, text(f.getPlainText()), self.page, key))
 
 
 @dataclass
@@ -123,30 +125,41 @@ class Document:
     title: str
     story: list[Flowable] = field(default_factory=list)
     st: dict[str, ParagraphStyle] = field(default_factory=styles)
+    _headings: list[Flowable] = field(default_factory=list)
+
+    def _add(self, *flowables: Flowable) -> None:
+        """Append; headings wait for the next flowable so they never end a page alone."""
+        if self._headings:
+            self.story.append(KeepTogether([*self._headings, flowables[0]]))
+            self._headings = []
+            flowables = flowables[1:]
+        self.story.extend(flowables)
 
     def heading(self, value: str, level: int = 1) -> None:
         p = Paragraph(text(value), self.st["h1" if level == 1 else "h2"])
         p.toc_level = level - 1
-        self.story.append(p)
+        self._headings.append(p)
 
     def paragraph(self, value: str, style: str = "body", markup: bool = False) -> None:
         """A paragraph; ``markup=True`` keeps reportlab tags the caller wrote itself."""
-        self.story.append(Paragraph(value if markup else text(value), self.st[style]))
+        self._add(Paragraph(value if markup else text(value), self.st[style]))
 
     def bullets(self, items: list[str]) -> None:
         for item in items:
-            self.story.append(Paragraph(text(item), self.st["body"], bulletText="•"))
+            self._add(Paragraph(text(item), self.st["body"], bulletText="•"))
 
     def spacer(self, height: float = 0.3 * cm) -> None:
-        self.story.append(Spacer(1, height))
+        self._add(Spacer(1, height))
 
     def page_break(self) -> None:
-        self.story.append(PageBreak())
+        self._add(PageBreak())
 
     def contents(self) -> None:
         toc = TableOfContents()
         toc.levelStyles = [self.st["toc1"], self.st["toc2"]]
-        self.story.append(toc)
+        # multiBuild finds the TOC only at the top level of the story
+        self.story.extend([*self._headings, toc])
+        self._headings = []
 
     def table(self, frame: pd.DataFrame, caption: str | None = None, index: bool = False,
               col_widths: list[float] | None = None, fmt: str = "{:.3g}") -> None:
@@ -169,16 +182,17 @@ class Document:
         parts: list[Flowable] = [tbl]
         if caption:
             parts.append(Paragraph(text(caption), self.st["caption"]))
-        self.story.append(KeepTogether(parts) if len(body) < 30 else tbl)
-        if caption and len(body) >= 30:
-            self.story.append(parts[-1])
+        if len(body) < 30:
+            self._add(KeepTogether(parts))
+        else:
+            self._add(*parts)
         self.spacer()
 
     def figure(self, flowable: Flowable, caption: str | None = None) -> None:
         parts = [flowable]
         if caption:
             parts.append(Paragraph(text(caption), self.st["caption"]))
-        self.story.append(KeepTogether(parts))
+        self._add(KeepTogether(parts))
 
     def save(self, out: str | Path) -> Path:
         """Write the PDF next to ``out`` and rename it into place (never half-written)."""
@@ -188,7 +202,7 @@ class Document:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         os.close(fd)
         try:
-            _Doc(tmp, self.title).multiBuild(list(self.story))
+            _Doc(tmp, self.title).multiBuild([*self.story, *self._headings])
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
