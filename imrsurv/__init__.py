@@ -5,33 +5,49 @@ may discontinue it, restart it and discontinue it again. imrsurv turns event and
 covariate logs into validated histories, fits the models the field uses (Cox
 with AG/PWP/WLW layouts and robust errors, Aalen-Johansen, MCF, discrete-time
 hazards) with numbers that match R ``survival``, and writes reproducible reports.
+
+Estimators are imported on first use, so ``import imrsurv`` (and the
+``imrsurv validate`` command) does not pay for lifelines, statsmodels and
+matplotlib until a model or plot is asked for.
 """
 
 from __future__ import annotations
 
-from . import datasets
+import importlib
+from typing import Any
+
 from .errors import DataError, Problem
 from .history import History, read_history
-from .models.cox import CoxResult, fit_cox, fit_recurrent
-from .models.discrete import DiscreteTimeResult, fit_discrete_time
-from .models.km import KMResult, km_first
-from .models.mcf import MCFTest, mcf, mcf_at, mcf_test
-from .models.multistate import (
-    BondStatus,
-    bond_status,
-    expected_restarts,
-    restricted_mean_time_in_state,
-    state_probabilities,
-)
-from .panel import read_panel
-from .plots import plot_km, plot_mcf, plot_state_probabilities
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BondStatus", "CoxResult", "DataError", "DiscreteTimeResult", "History", "KMResult", "MCFTest",
-    "Problem", "__version__", "bond_status", "datasets", "expected_restarts", "fit_cox",
-    "fit_discrete_time", "fit_recurrent", "km_first", "mcf", "mcf_at", "mcf_test", "plot_km",
-    "plot_mcf", "plot_state_probabilities", "read_history", "read_panel",
-    "restricted_mean_time_in_state", "state_probabilities",
-]
+_LAZY = {
+    "datasets": ".datasets",
+    "CoxResult": ".models.cox", "fit_cox": ".models.cox", "fit_recurrent": ".models.cox",
+    "DiscreteTimeResult": ".models.discrete", "fit_discrete_time": ".models.discrete",
+    "KMResult": ".models.km", "km_first": ".models.km",
+    "MCFTest": ".models.mcf", "mcf": ".models.mcf", "mcf_at": ".models.mcf",
+    "mcf_test": ".models.mcf",
+    "BondStatus": ".models.multistate", "bond_status": ".models.multistate",
+    "expected_restarts": ".models.multistate",
+    "restricted_mean_time_in_state": ".models.multistate",
+    "state_probabilities": ".models.multistate",
+    "read_panel": ".panel",
+    "plot_km": ".plots", "plot_mcf": ".plots", "plot_state_probabilities": ".plots",
+    "report": ".report.build",
+}
+
+__all__ = ["DataError", "History", "Problem", "__version__", "read_history", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'imrsurv' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "datasets" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
