@@ -505,7 +505,8 @@ def km_left_continuous(start: np.ndarray, stop: np.ndarray, event: np.ndarray) -
     """
     ix = build_index(start, stop, event, np.zeros(stop.size, np.int64), efron=False)
     nrisk = _riskset_sum(ix, np.ones(stop.size))
-    logs = np.log1p(-ix.d / nrisk)
+    with np.errstate(divide="ignore"):   # d == n at risk: S drops to 0
+        logs = np.log1p(-ix.d / nrisk)
     cum = _cum0(logs)
     # number of event times strictly before each row's stop
     before = np.searchsorted(ix.event_time, stop, side="left")
