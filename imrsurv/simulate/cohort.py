@@ -224,7 +224,7 @@ class Model:
         if "rediscontinue" not in eff_in:
             eff["rediscontinue"] = dict(eff["discontinue"])
         cov = CovariateModel.from_spec(covariates)
-        if cov is None and any(eff[t] for t in TRANSITIONS):
+        if cov is None and any(b != 0 for t in TRANSITIONS for b in eff[t].values()):
             raise ValueError("effects need covariates: pass covariates='default' (or a covariate "
                              "model) or drop the effects")
         if not (np.isfinite(frailty_var) and frailty_var >= 0):
@@ -576,7 +576,8 @@ def _segments(model: Model, n: int, end: np.ndarray, cov: dict[str, np.ndarray] 
     for tr in TRANSITIONS:
         lp = np.zeros(site.size)
         for c, b in model.effects[tr].items():
-            lp += b * x[c]
+            if b != 0:
+                lp += b * x[c]
         r = model.hazards[tr].at(start) * np.exp(lp)
         if tr in model.frailty_on:
             r = r * frailty[site]
