@@ -47,7 +47,8 @@ def fit(d: pd.DataFrame, **kw) -> CoxResult:
     return res
 
 
-def same(a: CoxResult, b: CoxResult, rtol: float = 1e-8) -> None:
+def same(a: CoxResult, b: CoxResult, rtol: float = 1e-6) -> None:
+    """Equal up to the Newton convergence tolerance (roundoff can change the step count)."""
     np.testing.assert_allclose(a.params, b.params, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(a.se, b.se, rtol=rtol, atol=1e-12)
     np.testing.assert_allclose(a.se_naive, b.se_naive, rtol=rtol, atol=1e-12)
