@@ -128,10 +128,21 @@ def start_local_cluster(workers: int, memory_limit: str | int | None = None):
     cluster = LocalCluster(**kw)
     try:
         client = Client(cluster, set_as_default=False)
+        # Ctrl-C in a terminal reaches the whole process group: let only this process
+        # handle it (it cancels the tasks and closes the cluster), not the workers
+        client.run(_ignore_sigint)
     except BaseException:
         cluster.close()
         raise
     return cluster, client
+
+
+def _ignore_sigint() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_workers() -> int:
