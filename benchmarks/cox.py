@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +63,11 @@ def make_ag(n_rows: int, seed: int = 1, rows_per_id: int = 10) -> pd.DataFrame:
     first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     before = (cs[first] - length[first])[ids]
     stop = cs - before
-    start_ = stop - length
+    # each row starts exactly where the previous one stopped (no round-off gaps)
+    start_ = np.r_[0.0, stop[:-1]]
     start_[first] = 0.0
+    keep = stop > start_
+    ids, x, stop, start_, event = ids[keep], x[keep], stop[keep], start_[keep], event[keep]
     df = pd.DataFrame(x, columns=COVS)
     df.insert(0, "id", ids)
     df.insert(1, "start", start_)
@@ -86,8 +90,9 @@ times = [t1 - t0]
 if len(df) <= 200_000:
     for _ in range(2):
         t0 = time.perf_counter(); fit_cox(df, f, **kw); times.append(time.perf_counter() - t0)
+t0 = time.perf_counter(); res.tests; res.concordance; extras = time.perf_counter() - t0
 tracemalloc.start(); fit_cox(df, f, **kw); _, peak = tracemalloc.get_traced_memory()
-print(json.dumps(dict(seconds=min(times), traced_peak_mb=peak / 2**20,
+print(json.dumps(dict(seconds=min(times), traced_peak_mb=peak / 2**20, extras_seconds=extras,
      rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
      coef=res.params.tolist(), se=res.se.tolist(), iterations=res.iterations)))
 """
@@ -133,24 +138,32 @@ if (args[2] == "cluster") {
 g <- gc()
 cat(sprintf('{"seconds": %.6f, "heap_max_mb": %.1f, "coef": [%s], "se": [%s]}\n',
     tm[["elapsed"]], sum(g[, ncol(g)]),
-    paste(sprintf("%.10g", coef(fit)), collapse = ", "),
-    paste(sprintf("%.10g", sqrt(diag(fit$var))), collapse = ", ")))
+    paste(sprintf("%.17g", coef(fit)), collapse = ", "),
+    paste(sprintf("%.17g", sqrt(diag(fit$var))), collapse = ", ")))
 """
 
 
 def run_child(cmd: list[str], timeout: float) -> dict:
-    """Run a subprocess, return its JSON line plus peak RSS from wait4."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"error": f"timeout after {timeout:.0f} s"}
+    """Run a subprocess; return its last JSON line plus its peak RSS (from wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timed_out = not timer.is_alive()
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if timed_out:
+        return {"error": f"> {timeout:.0f} s (stopped)", "timeout": timeout}
     if proc.returncode != 0:
-        return {"error": err.strip().splitlines()[-1] if err.strip() else "failed"}
-    line = [ln for ln in out.splitlines() if ln.startswith("{")][-1]
-    return json.loads(line)
+        return {"error": stderr.strip().splitlines()[-1] if stderr.strip() else "failed"}
+    line = [ln for ln in stdout.splitlines() if ln.startswith("{")][-1]
+    res = json.loads(line)
+    res["process_rss_mb"] = usage.ru_maxrss / 1024
+    return res
 
 
 def bench_size(n: int, tmp: Path, args: argparse.Namespace) -> list[dict]:
@@ -220,24 +233,26 @@ def versions() -> str:
 
 def markdown(rows: list[dict], cmd: str) -> str:
     df = pd.DataFrame(rows)
-    out = ["| rows | events | tool | variance | seconds | peak memory (MB) | max rel. diff coef vs R |",
-           "|---:|---:|---|---|---:|---:|---:|"]
+    out = ["| rows | events | tool | variance | seconds | peak memory in fit (MB) "
+           "| process peak RSS (MB) | max rel. diff vs R: coef | se |",
+           "|---:|---:|---|---|---:|---:|---:|---:|---:|"]
     for _, r in df.iterrows():
         mem = r.get("traced_peak_mb")
-        if pd.isna(mem) if mem is not None else True:
-            mem = r.get("heap_max_mb")
         if mem is None or pd.isna(mem):
-            mem = r.get("rss_mb")
+            mem = r.get("heap_max_mb")
         ref = df[(df.rows == r.rows) & (df.tool == "R coxph") & (df.variant == r.variant)]
-        diff = ""
-        if r.tool != "R coxph" and len(ref) and isinstance(ref.iloc[0].get("coef"), list) \
-                and isinstance(r.get("coef"), list):
-            a, b = np.array(r["coef"]), np.array(ref.iloc[0]["coef"])
-            diff = f"{np.max(np.abs(a - b) / np.abs(b)):.1e}"
+        diff = {"coef": "", "se": ""}
+        for key in diff:
+            if r.tool != "R coxph" and len(ref) and isinstance(ref.iloc[0].get(key), list) \
+                    and isinstance(r.get(key), list):
+                a, b = np.array(r[key]), np.array(ref.iloc[0][key])
+                diff[key] = f"{np.max(np.abs(a - b) / np.abs(b)):.1e}"
         secs = f"{r.seconds:.3f}" if pd.notna(r.get("seconds")) else r.get("error", "")
         mem_s = f"{mem:.0f}" if mem is not None and pd.notna(mem) else ""
+        rss = r.get("process_rss_mb")
+        rss_s = f"{rss:.0f}" if rss is not None and pd.notna(rss) else ""
         out.append(f"| {r.rows:,} | {r.events:,} | {r.tool} | {r.variant} | {secs} | "
-                   f"{mem_s} | {diff} |")
+                   f"{mem_s} | {rss_s} | {diff['coef']} | {diff['se']} |")
     out.append("")
     out += ratio_lines(df)
     out.append("")
@@ -263,8 +278,16 @@ def ratio_lines(df: pd.DataFrame) -> list[str]:
             mine, theirs = _seconds(sub, "imrsurv", var), _seconds(sub, peer, var)
             if mine and theirs:
                 parts.append(f"{theirs / mine:.1f}x vs {peer} ({var})")
+            elif mine and (peer, var) in sub.index and "timeout" in sub.columns \
+                    and pd.notna(sub.loc[(peer, var), "timeout"]):
+                bound = float(sub.loc[(peer, var), "timeout"]) / mine
+                parts.append(f"> {bound:.0f}x vs {peer} ({var}, stopped)")
+        extra = _seconds(sub.rename(columns={"seconds": "_s", "extras_seconds": "seconds"}),
+                         "imrsurv", "cluster") if "extras_seconds" in sub.columns else None
         if parts:
-            lines.append(f"- {n:,} rows: imrsurv is " + ", ".join(parts))
+            lines.append(f"- {n:,} rows: imrsurv is " + ", ".join(parts)
+                         + (f"; the lazily computed tests and concordance (which R's coxph "
+                            f"computes inside the fit) add {extra:.2f} s" if extra else ""))
     return lines
 
 

@@ -327,3 +327,26 @@ def test_fit_recurrent_rejects(rec):
         fit_recurrent(hist, "team_size", strata="episode")
     res = fit_recurrent(hist, "team_size", weights="w", outcome="restart")
     assert hist.calls[-1] == ("ag", "restart") and res.weights == "w"
+
+
+# -- timefix (R's aeqSurv) ------------------------------------------------------
+
+
+def test_timefix_ties_roundoff(rec):
+    kw = dict(start="gap_start_y", stop="gap_stop_y", event="event", strata="episode",
+              cluster="site")
+    fixed = fit_cox(rec, RHS, **kw)
+    exact = fit_cox(rec.assign(gap_start_y=rec.gap_start / 12, gap_stop_y=rec.gap_stop / 12),
+                    RHS, **kw)
+    raw = fit_cox(rec, RHS, timefix=False, **kw)
+    np.testing.assert_allclose(fixed.params, exact.params, rtol=1e-10)
+    assert np.abs(raw.params - exact.params).max() > 1e-4
+    assert any("treated as tied (R's timefix)" in n for n in fixed.notes)
+
+
+def test_timefix_zero_length_interval():
+    d = small().assign(start=0.0)
+    d.loc[3, "start"] = d.loc[3, "time"] * (1 - 1e-12)
+    _raises(r"start and stop are equal to within 1.5e-8 .* rows 3", d, start="start")
+    res = fit_cox(d, "x", start="start", stop="time", event="status", timefix=False)
+    assert res.n == len(d)

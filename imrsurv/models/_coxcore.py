@@ -87,9 +87,46 @@ class RiskIndex:
     identity: bool
 
 
-def _sort_endpoints(t: np.ndarray, s: np.ndarray, single: bool) -> np.ndarray:
-    """Order of (stratum, time); tie order is irrelevant to the callers."""
+def aeq_times(start: np.ndarray, stop: np.ndarray, tol: float = float(np.finfo(float).eps) ** 0.5
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Treat nearly equal times as equal, as R's ``aeqSurv`` (``coxph`` ``timefix = TRUE``).
+
+    Among the sorted distinct finite start and stop times, neighbours closer
+    than ``tol`` (absolute, or relative to the mean absolute time) are merged
+    into runs, and every time takes the smallest value of its run.  Returns
+    the fixed start and stop, the sort order of ``concat(start, stop)`` (still
+    valid after fixing, so callers need not sort again) and how many distinct
+    values were merged away.
+    """
+    n = stop.size
+    t = np.concatenate([start, stop])
     order = np.argsort(t)
+    ts = t[order]
+    fin = np.isfinite(ts)
+    first = np.empty(t.size, bool)
+    first[:1] = True
+    first[1:] = ts[1:] != ts[:-1]
+    first &= fin
+    y = ts[first]
+    if y.size < 2:
+        return start, stop, order, 0
+    dy = np.diff(y)
+    tied = (dy <= tol) | (dy / np.mean(np.abs(y)) <= tol)
+    if not tied.any():
+        return start, stop, order, 0
+    cut = np.r_[True, ~tied]
+    rep = y[cut][np.cumsum(cut) - 1]          # representative of each distinct value
+    uid = np.cumsum(first) - 1
+    fixed_sorted = np.where(fin, rep[np.maximum(uid, 0)], ts)
+    fixed = np.empty_like(t)
+    fixed[order] = fixed_sorted
+    return fixed[:n], fixed[n:], order, int(tied.sum())
+
+
+def _sort_endpoints(t: np.ndarray, s: np.ndarray, single: bool,
+                    time_order: np.ndarray | None = None) -> np.ndarray:
+    """Order of (stratum, time); tie order is irrelevant to the callers."""
+    order = np.argsort(t) if time_order is None else time_order
     if single:
         return order
     if s.max() < 2**16:
@@ -98,18 +135,21 @@ def _sort_endpoints(t: np.ndarray, s: np.ndarray, single: bool) -> np.ndarray:
     return np.lexsort((t, s))
 
 
-def endpoint_groups(start: np.ndarray, stop: np.ndarray, strata: np.ndarray
+def endpoint_groups(start: np.ndarray, stop: np.ndarray, strata: np.ndarray,
+                    time_order: np.ndarray | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Dense ranks of the (stratum, time) pairs of all start and stop times.
 
-    One sort of the 2n endpoints.  Returns the group of each row's start and
-    stop and, per group, its time and stratum (groups ordered by stratum, time).
+    One sort of the 2n endpoints (``time_order``, the order of
+    ``concat(start, stop)`` by time, may be passed in).  Returns the group of
+    each row's start and stop and, per group, its time and stratum (groups
+    ordered by stratum, time).
     """
     n = stop.size
     t = np.concatenate([start, stop])
     s = np.concatenate([strata, strata])
     single = n == 0 or strata.min() == strata.max()
-    order = _sort_endpoints(t, s, single)
+    order = _sort_endpoints(t, s, single, time_order)
     ts, ss = t[order], s[order]
     new = np.empty(t.size, bool)
     new[:1] = True
@@ -122,10 +162,11 @@ def endpoint_groups(start: np.ndarray, stop: np.ndarray, strata: np.ndarray
 
 
 def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
-                strata: np.ndarray, efron: bool) -> RiskIndex:
+                strata: np.ndarray, efron: bool, time_order: np.ndarray | None = None
+                ) -> RiskIndex:
     """Map rows to event-time ranges; see :class:`RiskIndex`."""
     n = stop.size
-    gstart, gstop, gtime, gstrat = endpoint_groups(start, stop, strata)
+    gstart, gstop, gtime, gstrat = endpoint_groups(start, stop, strata, time_order)
     dead = np.flatnonzero(event)
     has = np.zeros(gtime.size, bool)
     has[gstop[dead]] = True
@@ -170,6 +211,7 @@ class CoxProblem:
     stop: np.ndarray
     event: np.ndarray
     efron: bool
+    n_time_merged: int = 0
     unweighted: bool = field(init=False)
     xd: np.ndarray = field(init=False)
     wdead: np.ndarray = field(init=False)
@@ -187,22 +229,43 @@ class CoxProblem:
         self.mw = self.wd / ix.pcount if ix.identity else (self.wd / ix.pcount)[ix.pk]
 
 
+class ZeroLengthInterval(ValueError):
+    """``timefix`` merged a row's start and stop (R: "an interval has effective length 0")."""
+
+    def __init__(self, rows: np.ndarray):
+        super().__init__("interval of effective length 0")
+        self.rows = rows
+
+
 def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.ndarray,
                  weights: np.ndarray, offset: np.ndarray, strata: np.ndarray,
-                 efron: bool) -> CoxProblem:
-    """Centre ``x`` on its weighted per-stratum means (as R does) and index the rows."""
+                 efron: bool, timefix: bool = True) -> CoxProblem:
+    """Centre ``x`` on its weighted per-stratum means (as R does) and index the rows.
+
+    With ``timefix`` near-equal times are merged first (:func:`aeq_times`).
+    """
     n_strata = int(strata.max()) + 1 if strata.size else 1
-    wsum = np.bincount(strata, weights, minlength=n_strata)
     p = x.shape[1]
-    centers = np.zeros((n_strata, p))
-    for j in range(p):
-        centers[:, j] = np.bincount(strata, weights * x[:, j], minlength=n_strata)
-    centers /= np.where(wsum > 0, wsum, 1.0)[:, None]
+    if n_strata == 1:
+        centers = (weights @ x / weights.sum())[None, :]
+    else:
+        wsum = np.bincount(strata, weights, minlength=n_strata)
+        centers = np.zeros((n_strata, p))
+        for j in range(p):
+            centers[:, j] = np.bincount(strata, weights * x[:, j], minlength=n_strata)
+        centers /= np.where(wsum > 0, wsum, 1.0)[:, None]
+    merged, order = 0, None
+    if timefix:
+        start, stop, order, merged = aeq_times(start, stop)
+        if merged:
+            zero = np.flatnonzero(stop <= start)
+            if zero.size:
+                raise ZeroLengthInterval(zero)
     xc = np.asfortranarray(x - centers[strata] if n_strata > 1 else x - centers[0])
-    index = build_index(start, stop, event, strata, efron)
+    index = build_index(start, stop, event, strata, efron, order)
     return CoxProblem(x=xc, centers=centers, weights=weights, offset=offset, strata=strata,
                       n_strata=n_strata, index=index, start=start, stop=stop,
-                      event=event.astype(bool), efron=efron)
+                      event=event.astype(bool), efron=efron, n_time_merged=merged)
 
 
 # ---------------------------------------------------------------------------

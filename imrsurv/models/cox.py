@@ -482,7 +482,7 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             event: str, cluster: str | None = None, strata: str | Sequence[str] | None = None,
             ties: str = "efron", weights: str | None = None, frailty: str | None = None,
             offset: str | None = None, missing: str = "raise", max_iter: int = 30,
-            tol: float = 1e-9) -> CoxResult:
+            tol: float = 1e-9, timefix: bool = True) -> CoxResult:
     """Fit a Cox proportional hazards model, as R ``survival::coxph``.
 
     ``formula`` is the right-hand side only (e.g. ``"team_size + C(practice)"``),
@@ -493,6 +493,9 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     linear predictor.  Newton-Raphson from beta = 0 with step halving,
     converged when ``|1 - loglik_old / loglik_new| <= tol`` (R's defaults,
     except that R stops after 20 iterations rather than ``max_iter = 30``).
+    ``timefix`` (R's default too) treats times closer than 1.5e-8 (absolute
+    or relative to the mean time) as tied, so that computed times such as
+    ``stop - previous_event`` tie when they should.
 
     Raises :class:`~imrsurv.errors.DataError` for unusable input; with
     ``missing="drop"`` rows with missing values are left out and counted in
@@ -521,7 +524,14 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     design = build_design(frame, formula)
     scodes, slabels = _strata_codes(frame, strata_cols)
     ccodes = pd.factorize(frame[cluster])[0].astype(np.int64) if cluster else None
-    pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes, ties == "efron")
+    try:
+        pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes,
+                               ties == "efron", timefix)
+    except core.ZeroLengthInterval as exc:
+        raise DataError([f"start and stop are equal to within 1.5e-8 (R's timefix) in rows "
+                         f"{row_labels(frame.index, np.isin(np.arange(len(frame)), exc.rows))}"
+                         "; fix them or pass timefix=False"],
+                        title="invalid survival data") from None
     try:
         nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
     except core.SingularInformation as exc:
@@ -569,6 +579,9 @@ def _data_notes(frame: pd.DataFrame, start: str | None, weights: str | None,
     if start:
         notes.append("Counting-process data: a row is at risk at event time t when "
                      "start < t <= stop.")
+    if pb.n_time_merged:
+        notes.append(f"{pb.n_time_merged} distinct times lay within 1.5e-8 of a neighbour "
+                     "and were treated as tied (R's timefix).")
     if weights:
         notes.append(f'Case weights from column "{weights}".')
     if offset:
