@@ -151,6 +151,19 @@ def test_out_of_core_cox_equals_in_memory(cluster, recurrent, kw):
     assert got.n_clusters == ref.n_clusters
 
 
+def test_out_of_core_cox_timefix_as_in_memory(recurrent):
+    """Round-off in times (R's timefix merges them) across partitions."""
+    data = recurrent.copy()
+    data["stop"] = data["stop"] + np.random.default_rng(2).choice([0, 1e-12, -1e-12, 3e-10],
+                                                                  len(data))
+    ref = fit_cox(data, FORMULA, start="start", stop="stop", event="event", strata="episode")
+    got = fit_cox_dask(dd.from_pandas(data, npartitions=3), FORMULA, start="start", stop="stop",
+                       event="event", strata="episode")
+    assert any("timefix" in n for n in got.notes)
+    assert np.abs(got.params - ref.params).max() < 1e-8
+    assert got.loglik == pytest.approx(ref.loglik, abs=1e-8)
+
+
 def test_out_of_core_cox_right_censored_local_threads(recurrent):
     """No distributed Client: Dask's local threads; right-censored data (no start)."""
     rng = np.random.default_rng(5)

@@ -154,8 +154,49 @@ def _prepare(part: pd.DataFrame, xcols: list[str], start: str | None, stop: str,
                                   for j in range(x.shape[1])]) if n else
         np.zeros((n_strata, x.shape[1])),
         "cluster": None if cluster is None else frame[cluster].to_numpy(),
+        "index": frame.index.to_numpy(),
     }
     return out
+
+
+def _unique_times(q: dict[str, Any]) -> np.ndarray:
+    t = np.concatenate([q["start"], q["stop"]])
+    return np.unique(t[np.isfinite(t)])
+
+
+def _timefix_map(uniq: list[np.ndarray], tol: float = float(np.finfo(float).eps) ** 0.5
+                 ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """R's ``aeqSurv`` on the union of the partitions' distinct times (as
+    :func:`imrsurv.models._coxcore.aeq_times`): neighbours closer than ``tol``
+    (absolute, or relative to the mean absolute distinct time) are merged into
+    runs represented by their smallest value. None when nothing is merged."""
+    y = np.unique(np.concatenate(uniq)) if uniq else np.zeros(0)
+    if y.size < 2:
+        return None
+    dy = np.diff(y)
+    tied = (dy <= tol) | (dy / np.mean(np.abs(y)) <= tol)
+    if not tied.any():
+        return None
+    cut = np.r_[True, ~tied]
+    rep = y[cut][np.cumsum(cut) - 1]
+    return y, rep, int(tied.sum())
+
+
+def _apply_timefix(q: dict[str, Any], y: np.ndarray, rep: np.ndarray) -> dict[str, Any]:
+    q = dict(q)
+    for col in ("start", "stop"):
+        t = q[col]
+        fin = np.isfinite(t)
+        fixed = t.copy()
+        fixed[fin] = rep[np.searchsorted(y, t[fin])]
+        q[col] = fixed
+    zero = np.flatnonzero(q["stop"] <= q["start"])
+    if zero.size:
+        probs = dict(q["problems"])
+        probs["start and stop are equal to within 1.5e-8 (R's timefix); fix them or pass "
+              "timefix=False"] = (int(zero.size), list(q["index"][zero][:5]))
+        q["problems"] = probs
+    return q
 
 
 def _setup_summary(q: dict[str, Any]) -> tuple:
@@ -445,14 +486,17 @@ class DaskCoxResult:
 def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None = None,
                  stop: str, event: str, strata: str | None = None, weights: str | None = None,
                  cluster: str | None = None, ties: str = "efron", missing: str = "raise",
-                 max_iter: int = 30, tol: float = 1e-9, persist: bool = True) -> DaskCoxResult:
+                 max_iter: int = 30, tol: float = 1e-9, timefix: bool = True,
+                 persist: bool = True) -> DaskCoxResult:
     """Fit a Cox model to a dask DataFrame partition by partition (see the module docstring).
 
     ``covariates``: numeric column names, as a list or ``"a + b + c"``. ``start``
     (None: right-censored data), ``stop``, ``event`` (0/1), ``strata`` (one
     column), ``weights`` (case weights > 0), ``cluster`` (Lin-Wei robust
     variance), ``ties`` ("efron" or "breslow"), ``missing`` ("raise" or
-    "drop"), ``max_iter`` and ``tol`` as :func:`imrsurv.models.cox.fit_cox`.
+    "drop"), ``max_iter``, ``tol`` and ``timefix`` (R's merging of times closer
+    than 1.5e-8; one extra pass over the distinct times) as
+    :func:`imrsurv.models.cox.fit_cox`.
     ``persist=True`` keeps the compact per-partition arrays in (worker) memory
     between passes (about ``8 * (p + 1)`` bytes per row); ``False`` re-reads the
     source (e.g. Parquet) on every pass.
@@ -488,6 +532,16 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
                                              cluster, levels, missing) for b in blocks]
     if persist:
         prepared = list(dask.persist(*prepared))
+    n_merged = 0
+    if timefix:
+        fix = _timefix_map(list(dask.compute(*[delayed(_unique_times, pure=True)(q)
+                                               for q in prepared])))
+        if fix is not None:
+            y, rep, n_merged = fix
+            dy, drep = delayed(y, pure=True), delayed(rep, pure=True)
+            prepared = [delayed(_apply_timefix, pure=True)(q, dy, drep) for q in prepared]
+            if persist:
+                prepared = list(dask.persist(*prepared))
     setup = dask.compute(*[delayed(_setup_summary, pure=True)(q) for q in prepared])
     problems = {}
     for _, _, probs, *_ in setup:
@@ -515,6 +569,9 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
     notes = [f"Ties handled by the {ties.capitalize()} approximation.",
              f"Fitted out of core over {ddf.npartitions} partitions: per-partition risk-set "
              f"sums on the global grid of {grid.time.size} event times."]
+    if n_merged:
+        notes.append(f"{n_merged} distinct times lay within 1.5e-8 of a neighbour and were "
+                     "treated as tied (R's timefix).")
     if n_dropped:
         notes.append(f"{n_dropped} row(s) with missing values left out (missing='drop').")
     if not converged:
