@@ -343,7 +343,7 @@ class TransitionsResult:
         terms = list(dict.fromkeys(sm["term"]))
         names = list(self.fits)
         if ax is None:
-            _, ax = plt.subplots(figsize=(7, 0.5 * len(terms) * len(names) ** 0.5 + 1.6))
+            _, ax = plt.subplots(figsize=(7, 0.5 * len(terms) * len(names) ** 0.5 + 1.9))
         styles = [("o", "black"), ("s", "white"), ("^", "0.6")]
         step = 0.7 / len(names)
         for k, name in enumerate(names):
@@ -368,7 +368,8 @@ class TransitionsResult:
         ax.set_ylim(len(terms) - 0.5, -0.5)
         ci = "95% robust CI" if self.cluster is not None else "95% CI"
         ax.set_xlabel(f"hazard ratio (log scale), {ci}")
-        ax.legend(loc="best", fontsize=8, frameon=True, title="transition", title_fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=len(names), fontsize=8,
+                  frameon=False, handletextpad=0.3, columnspacing=1.2)
         if title:
             ax.set_title(title)
         ax.figure.tight_layout()
@@ -587,8 +588,11 @@ def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: s
                          ) -> np.ndarray:
     """(K, 3, 3) one-step matrices ``I + dA`` or ``exp(dA)`` from per-transition increments.
 
-    As R ``survfit.coxphms``: with ``I + dA`` a diagonal that would be
-    negative (a state's increments summing past 1) is set to 0, with a warning.
+    Rows of ``I + dA`` always sum to 1, so the probabilities do too. Where a
+    state's increments sum past 1 (a large hazard ratio times a baseline
+    increment from a small risk set) the diagonal is negative: that is warned
+    about and kept. R ``survfit.coxphms`` (``stype = 1``) sets such a diagonal
+    to 0 instead, so the two differ only there.
     """
     k = da.shape[0]
     gen = np.zeros((k, 3, 3))
@@ -602,10 +606,11 @@ def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: s
         return expm(gen)
     if np.any(out_rate > 1):
         warnings.warn(f"{int((out_rate > 1).any(axis=1).sum())} event time(s) have a "
-                      "transition hazard increment above 1 for this profile; the "
-                      "Aalen-Johansen factor's diagonal is set to 0 there (as R) and the "
-                      'probabilities may not sum to 1: consider method="exp"', stacklevel=3)
-    gen[:, np.arange(3), np.arange(3)] = np.maximum(0.0, 1.0 - out_rate)
+                      "transition hazard increment above 1 for this profile, so I + dA has "
+                      "a negative diagonal there and some probabilities may fall outside "
+                      '[0, 1] (R clamps the diagonal at 0 instead, and its probabilities '
+                      'stop summing to 1): consider method="exp"', stacklevel=3)
+    gen[:, np.arange(3), np.arange(3)] = 1.0 - out_rate
     return gen
 
 
