@@ -169,8 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Later modules (report, simulate) add their sub-commands here.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _register_simulate(sub: argparse._SubParsersAction) -> None:
+    from .simulate.cli import register
+
+    register(sub)
+
+
+# Sub-commands that live with their modules.
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_simulate]
 
 
 def main(argv: list[str] | None = None) -> int:
