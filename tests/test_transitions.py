@@ -20,6 +20,7 @@ from imrsurv.models.cox import fit_cox
 from imrsurv.models.transitions import (
     STATES,
     TRANSITIONS,
+    _expm,
     _prefix_products,
     fit_transitions,
 )
@@ -237,6 +238,21 @@ def test_prefix_scan_equals_sequential_product():
             acc = acc @ m[i]
             seq[i] = acc
         np.testing.assert_allclose(_prefix_products(m), seq, rtol=1e-13, atol=1e-15)
+
+
+def test_batched_expm_equals_scipy():
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(5)
+    rates = np.r_[rng.exponential(0.05, 40), rng.exponential(2.0, 20), [0.0, 1e-12, 30.0]]
+    q = np.zeros((rates.size, 3, 3))
+    q[:, 0, 1] = rates
+    q[:, 1, 2] = rng.permutation(rates)
+    q[:, 2, 1] = rng.permutation(rates)
+    q[:, np.arange(3), np.arange(3)] = -q.sum(axis=2)
+    got = _expm(q)
+    np.testing.assert_allclose(got, [expm(m) for m in q], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got.sum(axis=2), 1.0, atol=1e-13)
 
 
 # ---------------------------------------------------------------- leadership change
