@@ -32,6 +32,7 @@ _LAZY = {
     "expected_restarts": ".models.multistate",
     "restricted_mean_time_in_state": ".models.multistate",
     "state_probabilities": ".models.multistate",
+    "fit_transitions": ".models.transitions", "TransitionsResult": ".models.transitions",
     "read_panel": ".panel",
     "plot_km": ".plots", "plot_mcf": ".plots", "plot_state_probabilities": ".plots",
     "report": ".report.build",
