@@ -124,3 +124,4 @@ def test_existing_output_is_replaced(tmp_path):
     out.write_bytes(b"old")
     report(SMALL_SPEC, out)
     assert out.read_bytes().startswith(b"%PDF")
+    assert out.stat().st_mode & 0o044, "the report should be readable like any file the user writes"

@@ -203,6 +203,9 @@ class Document:
         os.close(fd)
         try:
             _Doc(tmp, self.title).multiBuild([*self.story, *self._headings])
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
