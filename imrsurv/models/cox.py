@@ -13,6 +13,7 @@ References: Therneau & Grambsch (2000) *Modeling Survival Data*; Lin & Wei
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
@@ -272,7 +273,13 @@ class CoxResult:
     def concordance_counts(self) -> dict[str, float]:
         """Pair counts, concordance and its std, as R ``fit$concordance``."""
         pb = self._pb
-        lp = self._design.matrix @ self.params.to_numpy() + pb.offset
+        # Column-by-column sums give identical rows identical lp (a BLAS
+        # product need not: its vector and tail paths round differently).
+        # Centred x shifts lp by a constant per stratum, and pairs are only
+        # compared within strata, so ranks and ties are those of R's lp.
+        lp = pb.offset.copy()
+        for j, b in enumerate(self.params.to_numpy()):
+            lp += pb.x[:, j] * b
         return core.concordance_counts(pb.start, pb.stop, pb.event, pb.strata, pb.weights, lp,
                                        self._cluster_codes)
 
@@ -538,6 +545,7 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
         raise _singular_error(design, exc.diag, bool(strata_cols)) from None
     _warn_infinite(nr, design.columns, tol)
     notes += _data_notes(frame, start, weights, offset, strata_cols, slabels, pb)
+    design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
     return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
                      row_index=frame.index, strata=strata_cols, strata_labels=slabels,
                      cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
