@@ -272,18 +272,48 @@ def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.n
 # Likelihood, score and information
 
 
-def _riskset_sum(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
-    """``sum_{i in R_k} v_i`` for every event time k (v is 1-d)."""
+def _net(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
+    """Entries minus exits of ``v`` at each event index (length n_times + 1)."""
     m = ix.n_times + 1
-    net = np.bincount(ix.a, v, minlength=m) - np.bincount(ix.b, v, minlength=m)
-    return np.cumsum(net)[:-1]
+    return np.bincount(ix.a, v, minlength=m) - np.bincount(ix.b, v, minlength=m)
+
+
+def _two_sided_cumsum(net: np.ndarray, split: int) -> np.ndarray:
+    """``sum_{i in R_k} v_i`` from entries minus exits.
+
+    Before ``split`` a forward running sum, after it a backward one
+    (``-sum_{j > k} net_j``): each half accumulates round-off only from its
+    own end, so the small risk sets at the last event times stay accurate
+    (R's agfit4 runs backward for the same reason).
+    """
+    k = net.size - 1
+    out = np.cumsum(net[:-1])
+    if split < k:
+        out[split:] = -np.cumsum(net[:split:-1])[::-1]
+    return out
+
+
+def _riskset_sum(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
+    """``sum_{i in R_k} v_i`` for every event time k (v is 1-d, non-negative)."""
+    net = _net(ix, v)
+    return _two_sided_cumsum(net, _split(np.cumsum(net[:-1])))
+
+
+def _split(s0: np.ndarray) -> int:
+    """Event index where the risk-set mass is half accumulated from either end."""
+    if s0.size == 0:
+        return 0
+    mass = np.cumsum(np.abs(s0))
+    return int(np.searchsorted(mass, mass[-1] / 2))
 
 
 def _riskset_sums(ix: RiskIndex, r: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s0 = _riskset_sum(ix, r)
+    net0 = _net(ix, r)
+    split = _split(np.cumsum(net0[:-1]))
+    s0 = _two_sided_cumsum(net0, split)
     s1 = np.empty((ix.n_times, x.shape[1]))
     for j in range(x.shape[1]):
-        s1[:, j] = _riskset_sum(ix, r * x[:, j])
+        s1[:, j] = _two_sided_cumsum(_net(ix, r * x[:, j]), split)
     return s0, s1
 
 
