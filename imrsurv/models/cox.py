@@ -226,6 +226,8 @@ class CoxResult:
             notes.append(f"Robust (Lin-Wei sandwich) standard errors clustered by "
                          f"{self.cluster}: {self.n_clusters} clusters; model-based "
                          "(naive) errors are in se_naive.")
+            notes.append("The likelihood-ratio and score tests assume independent rows "
+                         "within a cluster; the Wald and robust score tests do not.")
         else:
             notes.append("Model-based (naive) standard errors: rows are treated as "
                          "independent (pass cluster= for robust errors).")
@@ -465,6 +467,9 @@ class CoxResult:
                  f"{wald} = {t.loc['wald', 'statistic']:.4g}, p = {t.loc['wald', 'p']:.3g}",
                  f"Score (log-rank) test = {t.loc['score', 'statistic']:.4g}, "
                  f"p = {t.loc['score', 'p']:.3g}"]
+        if self.cluster:
+            lines.append(f"Robust score test = {t.loc['robust score', 'statistic']:.4g}, "
+                         f"p = {t.loc['robust score', 'p']:.3g}")
         if not self.converged:
             lines.append(f"NOT CONVERGED after {self.iterations} iterations")
         return "\n".join(lines)
@@ -474,7 +479,9 @@ class CoxResult:
         sm = self.summary
         ci = sm[["exp(coef)", "exp(lower 95%)", "exp(upper 95%)"]]
         text = [repr(self), "", ci.to_string(float_format=lambda v: f"{v:.4g}"), "",
-                f"Concordance = {self.concordance:.4f}",
+                f"Concordance = {self.concordance:.4f} "
+                f"(se = {self.concordance_counts['std']:.4f}"
+                + (f", robust by {self.cluster})" if self.cluster else ")"),
                 f"Log-likelihood = {self.loglik:.6g} (null {self.loglik_null:.6g}); "
                 f"{self.iterations} Newton-Raphson iterations"]
         text += ["Notes:"] + [f"  - {n}" for n in self.notes]
