@@ -34,8 +34,9 @@ def _data(name: str) -> pd.DataFrame:
 def _fit(name: str) -> CoxResult:
     s = CASES[name]["spec"]
     rhs = s["rhs"].replace("practice", "C(practice)")
+    strata = s["strata"]
     return fit_cox(_data(s["data"]), rhs, start=s["start"], stop=s["stop"], event=s["event"],
-                   strata=s["strata"], cluster=s["cluster"], weights=s["weights"],
+                   strata=strata, cluster=s["cluster"], weights=s["weights"],
                    offset=s["offset"], ties=s["ties"])
 
 
@@ -97,6 +98,8 @@ def test_concordance(name):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_baseline_hazard(name):
     c, res = CASES[name], _fit(name)
+    if c["basehaz"] is None:
+        pytest.skip("R's survfit refuses a curve for this model")
     bh = res.baseline_cumulative_hazard
     close(bh["time"], c["basehaz"]["time"])
     expected = np.asarray(c["basehaz"]["hazard"], float)
