@@ -222,7 +222,7 @@ class CoxProblem:
     def __post_init__(self) -> None:
         ix = self.index
         self.unweighted = bool(np.all(self.weights == 1.0))
-        self.xd = self.x[ix.death_rows]
+        self.xd = np.asfortranarray(self.x[ix.death_rows])
         self.wdead = self.weights[ix.death_rows]
         self.xd_sum = self.wdead @ self.xd
         self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)
@@ -311,7 +311,7 @@ def _riskset_sums(ix: RiskIndex, r: np.ndarray, x: np.ndarray) -> tuple[np.ndarr
     net0 = _net(ix, r)
     split = _split(np.cumsum(net0[:-1]))
     s0 = _two_sided_cumsum(net0, split)
-    s1 = np.empty((ix.n_times, x.shape[1]))
+    s1 = np.empty((ix.n_times, x.shape[1]), order="F")
     for j in range(x.shape[1]):
         s1[:, j] = _two_sided_cumsum(_net(ix, r * x[:, j]), split)
     return s0, s1
@@ -321,9 +321,10 @@ def _by_time(idx: np.ndarray, v: np.ndarray, n_times: int) -> np.ndarray:
     """Sum the rows of ``v`` (1-d or 2-d) that share an event index."""
     if v.ndim == 1:
         return np.bincount(idx, v, minlength=n_times)
-    out = np.empty((n_times, v.shape[1]))
+    vf = np.asfortranarray(v)        # bincount needs contiguous weights
+    out = np.empty((n_times, v.shape[1]), order="F")
     for j in range(v.shape[1]):
-        out[:, j] = np.bincount(idx, v[:, j], minlength=n_times)
+        out[:, j] = np.bincount(idx, vf[:, j], minlength=n_times)
     return out
 
 
