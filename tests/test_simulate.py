@@ -190,7 +190,7 @@ def test_calibrate_with_covariates_and_frailty_hits_the_target_in_simulation():
     for s, p in target.items():
         assert abs(cal.achieved[s] - p) < 1e-8
         assert cal.mc_se[s] < 0.01
-    hist = simulate(5000, 5, entry="common", seed=13, **cal.simulate_kwargs())
+    hist = simulate(3000, 5, entry="common", seed=13, **cal.simulate_kwargs())
     share = hist.status_at(5.0).value_counts(normalize=True)
     for s, p in target.items():
         assert abs(share[s] - p) < 0.03, (s, share[s], p)
@@ -260,3 +260,15 @@ def test_cli_help(capsys):
             _cli([cmd, "--help"])
         assert ex.value.code == 0
         assert "--sites" in capsys.readouterr().out
+
+
+def test_package_is_callable_and_exports_lazily():
+    import imrsurv
+    import imrsurv.simulate as sim
+
+    hist = imrsurv.simulate(5, 3, seed=1)  # the package (or the function) simulates
+    assert isinstance(hist, History) and hist.n_sites == 5
+    assert sim.calibrate.__module__ == "imrsurv.simulate.calibrate"
+    assert sim.power.__module__ == "imrsurv.simulate.power"
+    with pytest.raises(AttributeError):
+        sim.no_such_thing  # noqa: B018

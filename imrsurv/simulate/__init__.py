@@ -1,6 +1,23 @@
-"""Cohort simulation, calibration to target state probabilities, and power analysis."""
+"""Cohort simulation, calibration to target state probabilities, and power analysis.
+
+* :func:`simulate` / :func:`simulate_cohort`: exact multi-state simulation of
+  programme histories (:mod:`imrsurv.simulate.cohort`); :func:`write_cohort`.
+* :func:`calibrate`: baseline hazards that hit target state probabilities
+  (:mod:`imrsurv.simulate.calibrate`).
+* :func:`power`: power, type-I error, bias and coverage by simulation, in this
+  process or on Dask (:mod:`imrsurv.simulate.power`, :mod:`imrsurv.simulate.parallel`).
+
+The package itself is callable as :func:`simulate`, so ``imrsurv.simulate(...)``
+works whether ``imrsurv.simulate`` resolves to this package (after any
+``import imrsurv.simulate...``) or to the function. Nothing here imports Dask.
+"""
 
 from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
 
 from .cohort import (
     BOND_HAZARDS,
@@ -12,5 +29,35 @@ from .cohort import (
     write_cohort,
 )
 
-__all__ = ["BOND_HAZARDS", "BOND_TARGET", "Cohort", "CovariateModel", "simulate", "simulate_cohort",
+# imported on first use (scipy.optimize / scipy.stats are not needed to register the CLI)
+_LAZY = {"Calibration": ".calibrate", "calibrate": ".calibrate",
+         "DaskNotInstalled": ".parallel", "SchedulerUnavailable": ".parallel",
+         "PowerResult": ".power", "annual_panel": ".power", "design_grid": ".power",
+         "plot_power_curve": ".power", "power": ".power", "summarize": ".power"}
+
+__all__ = ["BOND_HAZARDS", "BOND_TARGET", "Calibration", "Cohort", "CovariateModel",
+           "DaskNotInstalled", "PowerResult", "SchedulerUnavailable", "annual_panel", "calibrate",
+           "design_grid", "plot_power_curve", "power", "simulate", "simulate_cohort", "summarize",
            "write_cohort"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _CallablePackage(types.ModuleType):
+    """``imrsurv.simulate(n_sites, years, ...)`` calls :func:`simulate`."""
+
+    def __call__(self, *args, **kwargs):
+        return simulate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

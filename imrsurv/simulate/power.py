@@ -394,7 +394,10 @@ def summarize(results: pd.DataFrame, designs: pd.DataFrame | None = None, alpha:
     site discontinued shortly after a leadership change: kept in the rates), rejection
     rate (power; the type-I error when the true effect is 0), bias (mean estimate - true),
     median estimate, empirical SD, mean robust se, coverage, with Monte Carlo standard
-    errors of the rates."""
+    errors of the rates; ``power`` / ``type_i_error`` repeat the rejection rate for
+    non-null / null designs; ``*_unflagged`` are the rates over the fits without a
+    warning (conditional on the data, for diagnosis only: e.g. at 49 sites a
+    monotone likelihood gives an infinite estimate with a too-small robust se)."""
     ok = results[results["estimate"].notna()]
     g = ok.groupby(["design", "analysis"], sort=False)
     out = pd.DataFrame({
@@ -414,7 +417,12 @@ def summarize(results: pd.DataFrame, designs: pd.DataFrame | None = None, alpha:
     out["mean_se"] = g["se"].mean()
     out["coverage"] = g["covered"].mean().astype(float)
     out["coverage_mcse"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / n)
+    clean = ok[ok["problem"] == ""].groupby(["design", "analysis"], sort=False)
+    out["rejection_rate_unflagged"] = clean["reject"].mean().astype(float).reindex(out.index)
+    out["coverage_unflagged"] = clean["covered"].mean().astype(float).reindex(out.index)
     out["null"] = out["true"] == 0
+    out["power"] = out["rejection_rate"].where(~out["null"])
+    out["type_i_error"] = out["rejection_rate"].where(out["null"])
     out = out.reset_index()
     if designs is not None:
         keep = [c for c in designs.columns if c != "design"]
