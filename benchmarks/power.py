@@ -1,9 +1,9 @@
 """Power-analysis benchmark: speed on 2 local Dask workers, and CI coverage.
 
-    python benchmarks/power.py                 # the figures in RESULTS.md (~8 min on 2 cores)
+    python benchmarks/power.py                 # the figures in RESULTS.md (~13 min on 2 cores)
     python benchmarks/power.py --quick         # a smoke run
 
-Runs (each a separate ``imrsurv.simulate.power`` call on a LocalCluster of
+Runs (each a separate ``imrsurv.simulate.power_analysis`` call on a LocalCluster of
 ``--workers`` processes started and stopped by imrsurv; cluster start-up is
 included in the wall time):
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imrsurv.simulate.power import power
+from imrsurv.simulate.power_analysis import power
 
 OTHER = {"discontinue": {"team_size": -0.1, "training_access": -0.5}}
 

@@ -14,7 +14,7 @@ from imrsurv.errors import DataError
 from imrsurv.models.cox import fit_cox
 from imrsurv.simulate import parallel, simulate
 from imrsurv.simulate.parallel import SchedulerUnavailable
-from imrsurv.simulate.power import power
+from imrsurv.simulate.power_analysis import power
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -102,7 +102,7 @@ def test_without_dask_everything_runs_in_process(monkeypatch, serial_run):
 
 
 def test_importing_imrsurv_simulate_does_not_import_dask():
-    code = ("import sys, imrsurv, imrsurv.simulate, imrsurv.simulate.power, "
+    code = ("import sys, imrsurv, imrsurv.simulate, imrsurv.simulate.power_analysis, "
             "imrsurv.simulate.cli, imrsurv.models.cox_dask\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')]\n"
             "assert not bad, bad\n")

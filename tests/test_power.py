@@ -1,4 +1,4 @@
-"""Power analysis in a single process (imrsurv.simulate.power); Dask runs are in test_dask.py."""
+"""Power analysis in a single process (imrsurv.simulate.power_analysis); Dask runs are in test_dask.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from imrsurv import read_history
 from imrsurv.simulate import parallel
-from imrsurv.simulate.power import (
+from imrsurv.simulate.power_analysis import (
     RESULT_COLUMNS,
     annual_panel,
     design_grid,

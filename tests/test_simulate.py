@@ -14,7 +14,7 @@ from imrsurv.errors import DataError
 from imrsurv.history import History
 from imrsurv.models.cox import fit_recurrent
 from imrsurv.simulate import BOND_HAZARDS, BOND_TARGET, simulate, simulate_cohort, write_cohort
-from imrsurv.simulate.calibrate import calibrate, expm_batch
+from imrsurv.simulate.calibration import calibrate, expm_batch
 
 EFFECTS = {"discontinue": {"recent_leader_change": math.log(2.0), "team_size": -0.1,
                            "training_access": -0.5},
@@ -268,7 +268,7 @@ def test_package_is_callable_and_exports_lazily():
 
     hist = imrsurv.simulate(5, 3, seed=1)  # the package (or the function) simulates
     assert isinstance(hist, History) and hist.n_sites == 5
-    assert sim.calibrate.__module__ == "imrsurv.simulate.calibrate"
-    assert sim.power.__module__ == "imrsurv.simulate.power"
+    assert sim.calibrate.__module__ == "imrsurv.simulate.calibration"
+    assert sim.power.__module__ == "imrsurv.simulate.power_analysis"
     with pytest.raises(AttributeError):
         sim.no_such_thing  # noqa: B018

@@ -3,9 +3,9 @@
 * :func:`simulate` / :func:`simulate_cohort`: exact multi-state simulation of
   programme histories (:mod:`imrsurv.simulate.cohort`); :func:`write_cohort`.
 * :func:`calibrate`: baseline hazards that hit target state probabilities
-  (:mod:`imrsurv.simulate.calibrate`).
+  (:mod:`imrsurv.simulate.calibration`).
 * :func:`power`: power, type-I error, bias and coverage by simulation, in this
-  process or on Dask (:mod:`imrsurv.simulate.power`, :mod:`imrsurv.simulate.parallel`).
+  process or on Dask (:mod:`imrsurv.simulate.power_analysis`, :mod:`imrsurv.simulate.parallel`).
 
 The package itself is callable as :func:`simulate`, so ``imrsurv.simulate(...)``
 works whether ``imrsurv.simulate`` resolves to this package (after any
@@ -30,10 +30,10 @@ from .cohort import (
 )
 
 # imported on first use (scipy.optimize / scipy.stats are not needed to register the CLI)
-_LAZY = {"Calibration": ".calibrate", "calibrate": ".calibrate",
+_LAZY = {"Calibration": ".calibration", "calibrate": ".calibration",
          "DaskNotInstalled": ".parallel", "SchedulerUnavailable": ".parallel",
-         "PowerResult": ".power", "annual_panel": ".power", "design_grid": ".power",
-         "plot_power_curve": ".power", "power": ".power", "summarize": ".power"}
+         **dict.fromkeys(("PowerResult", "annual_panel", "design_grid", "plot_power_curve",
+                          "power", "summarize"), ".power_analysis")}
 
 __all__ = ["BOND_HAZARDS", "BOND_TARGET", "Calibration", "Cohort", "CovariateModel",
            "DaskNotInstalled", "PowerResult", "SchedulerUnavailable", "annual_panel", "calibrate",

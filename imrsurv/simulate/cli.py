@@ -88,7 +88,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_power(args: argparse.Namespace) -> int:
     from .parallel import DaskNotInstalled, SchedulerUnavailable
-    from .power import power
+    from .power_analysis import power
 
     design = {"n_sites": args.sites, "years": args.years, "hr": args.hr,
               "entry": args.entry, "frailty_var": args.frailty_var, "censoring": args.censoring,
