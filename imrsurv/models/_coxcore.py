@@ -66,10 +66,13 @@ class RiskIndex:
 
     ``a[i] <= k < b[i]`` exactly when row ``i`` is at risk at event time ``k``.
     Death rows are listed in ``death_rows`` sorted by event time (row order
-    within a time), with ``death_k`` their event index; ``d[k]`` deaths at k.
-    Pseudo-events (see module docstring): ``pk`` their event index,
-    ``pfrac`` the Efron fraction ``j / d_k``, ``pcount[k]`` how many per k;
-    ``identity`` when there is exactly one per event time.
+    within a time), with ``death_k`` their event index; ``d[k]`` deaths at k;
+    ``tied_rows``/``tied_k`` the deaths at event times with ``d[k] > 1``.
+    Pseudo-events (see module docstring): the first ``n_times`` are the
+    ``j = 0`` terms of every event time (``f = 0``), followed by ``n_extra``
+    Efron terms ``j >= 1`` of tied times; ``pk`` maps each to its event
+    index, ``pfrac`` is ``j / d_k``, ``pcount[k]`` how many belong to k.
+    ``identity`` when there are no extra terms.
     """
 
     n: int
@@ -81,10 +84,24 @@ class RiskIndex:
     death_rows: np.ndarray
     death_k: np.ndarray
     d: np.ndarray
+    tied_rows: np.ndarray
+    tied_k: np.ndarray
     pk: np.ndarray
     pfrac: np.ndarray
     pcount: np.ndarray
-    identity: bool
+    n_extra: int
+
+    @property
+    def identity(self) -> bool:
+        return self.n_extra == 0
+
+    @property
+    def extra_k(self) -> np.ndarray:
+        return self.pk[self.n_times:]
+
+    @property
+    def extra_frac(self) -> np.ndarray:
+        return self.pfrac[self.n_times:]
 
 
 def aeq_times(start: np.ndarray, stop: np.ndarray, tol: float = float(np.finfo(float).eps) ** 0.5
@@ -178,18 +195,19 @@ def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     evg = np.flatnonzero(has)
     n_times = evg.size
     d = np.bincount(death_k, minlength=n_times)
-    if efron and death_rows.size > n_times:
-        first = np.cumsum(d) - d
-        pk = death_k
-        pfrac = (np.arange(death_rows.size) - first[death_k]) / d[death_k]
+    tied = d[death_k] > 1
+    pk, pfrac = np.arange(n_times), np.zeros(n_times)
+    pcount = np.ones(n_times, np.int64)
+    if efron and tied.any():
+        j = np.arange(death_rows.size) - (np.cumsum(d) - d)[death_k]
+        extra = j > 0
+        pk = np.concatenate([pk, death_k[extra]])
+        pfrac = np.concatenate([pfrac, j[extra] / d[death_k[extra]]])
         pcount = d
-    else:
-        pk = np.arange(n_times)
-        pfrac = np.zeros(n_times)
-        pcount = np.ones(n_times, np.int64)
     return RiskIndex(n=n, n_times=n_times, event_time=gtime[evg], event_stratum=gstrat[evg],
-                     a=a, b=b, death_rows=death_rows, death_k=death_k, d=d, pk=pk,
-                     pfrac=pfrac, pcount=pcount, identity=pk.size == n_times)
+                     a=a, b=b, death_rows=death_rows, death_k=death_k, d=d,
+                     tied_rows=death_rows[tied], tied_k=death_k[tied], pk=pk, pfrac=pfrac,
+                     pcount=pcount, n_extra=pk.size - n_times)
 
 
 @dataclass
@@ -214,7 +232,9 @@ class CoxProblem:
     n_time_merged: int = 0
     unweighted: bool = field(init=False)
     xd: np.ndarray = field(init=False)
+    xt: np.ndarray = field(init=False)
     wdead: np.ndarray = field(init=False)
+    offd_sum: float = field(init=False)
     xd_sum: np.ndarray = field(init=False)
     wd: np.ndarray = field(init=False)
     mw: np.ndarray = field(init=False)
@@ -223,10 +243,12 @@ class CoxProblem:
         ix = self.index
         self.unweighted = bool(np.all(self.weights == 1.0))
         self.xd = np.asfortranarray(self.x[ix.death_rows])
+        self.xt = np.asfortranarray(self.x[ix.tied_rows])
         self.wdead = self.weights[ix.death_rows]
+        self.offd_sum = float(self.wdead @ self.offset[ix.death_rows])
         self.xd_sum = self.wdead @ self.xd
         self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)
-        self.mw = self.wd / ix.pcount if ix.identity else (self.wd / ix.pcount)[ix.pk]
+        self.mw = (self.wd / ix.pcount)[ix.pk]
 
 
 class ZeroLengthInterval(ValueError):
@@ -330,7 +352,11 @@ def _by_time(idx: np.ndarray, v: np.ndarray, n_times: int) -> np.ndarray:
 
 def _pseudo_sum(ix: RiskIndex, v: np.ndarray) -> np.ndarray:
     """Sum per-pseudo-event values within each event time."""
-    return v if ix.identity else _by_time(ix.pk, v, ix.n_times)
+    if ix.identity:
+        return v
+    out = v[:ix.n_times].copy()
+    out += _by_time(ix.extra_k, v[ix.n_times:], ix.n_times)
+    return out
 
 
 def _cum0(v: np.ndarray) -> np.ndarray:
@@ -386,31 +412,33 @@ def evaluate(pb: CoxProblem, beta: np.ndarray, need_info: bool = True) -> CoxSta
     eta, shift, risk_u = _linear_predictor(pb, beta)
     r = risk_u if pb.unweighted else pb.weights * risk_u
     s0, s1 = _riskset_sums(ix, r, pb.x)
-    dr, mw = ix.death_rows, pb.mw
+    mw, k = pb.mw, ix.n_times
+    den = s0
+    abar = s1 / s0[:, None]
+    logden = np.log(s0) + shift[ix.event_stratum]
     if ix.identity:
-        e0, e1 = np.zeros(ix.n_times), np.zeros_like(s1)
-        den = s0
-        abar = s1 / s0[:, None]
-        logden = np.log(den) + shift[ix.event_stratum]
+        e0, e1 = np.zeros(k), np.zeros_like(s1)
     else:
-        pk, pfrac = ix.pk, ix.pfrac
-        rd = r[dr]
-        e0 = np.bincount(ix.death_k, rd, minlength=ix.n_times)
-        e1 = _by_time(ix.death_k, rd[:, None] * pb.xd, ix.n_times)
-        den = s0[pk] - pfrac * e0[pk]
-        abar = s1[pk] - pfrac[:, None] * e1[pk]
-        abar /= den[:, None]
-        logden = np.log(den) + shift[ix.event_stratum[pk]]
+        # deaths at tied times only: elsewhere e0, e1 enter multiplied by f = 0
+        rt = r[ix.tied_rows]
+        e0 = np.bincount(ix.tied_k, rt, minlength=k)
+        e1 = _by_time(ix.tied_k, rt[:, None] * pb.xt, k)
+        ek, ef = ix.extra_k, ix.extra_frac
+        den_x = s0[ek] - ef * e0[ek]
+        abar_x = (s1[ek] - ef[:, None] * e1[ek]) / den_x[:, None]
+        den = np.concatenate([s0, den_x])
+        abar = np.concatenate([abar, abar_x])
+        logden = np.concatenate([logden, np.log(den_x) + shift[ix.event_stratum[ek]]])
     hj = mw / den
-    loglik = float(pb.wdead @ eta[dr] - mw @ logden)
+    loglik = float(pb.xd_sum @ beta + pb.offd_sum - mw @ logden)
     score = pb.xd_sum - mw @ abar
     c1 = _pseudo_sum(ix, hj)
-    c2 = np.zeros(ix.n_times) if ix.identity else _pseudo_sum(ix, hj * ix.pfrac)
+    c2 = np.zeros(k) if ix.identity else _by_time(ix.extra_k, hj[k:] * ix.extra_frac, k)
     if need_info:
         cc = _cum0(c1)
         roww = r * (cc[ix.b] - cc[ix.a])
         if not ix.identity:
-            roww[dr] -= r[dr] * c2[ix.death_k]
+            roww[ix.tied_rows] -= r[ix.tied_rows] * c2[ix.tied_k]
         info = _weighted_gram(pb.x, roww) - (abar.T * mw) @ abar
         info = (info + info.T) / 2
     else:
@@ -509,7 +537,8 @@ def _death_terms(pb: CoxProblem, st: CoxState) -> tuple[np.ndarray, np.ndarray, 
     xhaz = _pseudo_sum(ix, st.hj[:, None] * st.abar)
     if ix.identity:
         return xhaz, np.zeros_like(xhaz), st.abar
-    mh2 = _pseudo_sum(ix, (st.hj * ix.pfrac)[:, None] * st.abar)
+    k = ix.n_times
+    mh2 = _by_time(ix.extra_k, (st.hj[k:] * ix.extra_frac)[:, None] * st.abar[k:], k)
     smean = _pseudo_sum(ix, st.abar) / ix.pcount[:, None]
     return xhaz, mh2, smean
 
