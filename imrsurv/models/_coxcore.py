@@ -556,17 +556,16 @@ def score_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:
     xhaz, mh2, smean = _death_terms(pb, st)
     hcum = _cum0(st.c1)
     dh = hcum[ix.b] - hcum[ix.a]
-    xcum = np.asfortranarray(_cum0(xhaz))
     ru = st.risk_u
+    dr, dk, tr, tk = ix.death_rows, ix.death_k, ix.tied_rows, ix.tied_k
     res = np.empty(pb.x.shape, order="F")
     for j in range(pb.x.shape[1]):
-        xc = xcum[:, j]
-        res[:, j] = ru * (xc[ix.b] - xc[ix.a] - pb.x[:, j] * dh)
-    dr, dk = ix.death_rows, ix.death_k
-    add = pb.xd - smean[dk]
-    if not ix.identity:
-        add += ru[dr, None] * (pb.xd * st.c2[dk, None] - mh2[dk])
-    res[dr] += add
+        xc = _cum0(np.ascontiguousarray(xhaz[:, j]))
+        col = ru * (xc[ix.b] - xc[ix.a] - pb.x[:, j] * dh)
+        col[dr] += pb.xd[:, j] - np.ascontiguousarray(smean[:, j])[dk]
+        if not ix.identity:
+            col[tr] += ru[tr] * (pb.xt[:, j] * st.c2[tk] - np.ascontiguousarray(mh2[:, j])[tk])
+        res[:, j] = col
     return res
 
 
