@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cluster start {t_cluster:.1f} s; fit {fit_s:.1f} s "
           f"({res.iterations} Newton iterations, {res.passes} passes over the data)")
     print(res)
+    print(f"phases (s): {res.timings}")
     peak_mb = round(float(sampler.to_pandas()["fit"].max()) / 1e6)
     print(f"peak process memory of the {args.workers} workers together during the fit: "
           f"{peak_mb} MB (limit {args.memory_limit} each)")
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                     "n_events": res.n_events, "event_times": res.n_event_times,
                     "n_clusters": res.n_clusters, "partitions": res.n_partitions,
                     "params": res.params.round(6).to_dict(), "se": res.se.round(6).to_dict(),
-                    "loglik": res.loglik, "true": TRUE, "workers_peak_memory_mb": worker_mb})
+                    "loglik": res.loglik, "phases_s": res.timings, "true": TRUE,
+                    "workers_peak_memory_mb": worker_mb})
     if args.compare:
         from imrsurv.models.cox import fit_cox
 

@@ -11,7 +11,8 @@ over rows. So each partition can compute its own contribution on the
    ``d_k`` and weight ``wd_k``. The client merges them into the global grid.
    Each partition then maps its rows onto the grid once (``a_i <= k < b_i``
    while at risk; the event index of each event row) and keeps the compact
-   arrays in worker memory (``persist``).
+   arrays in worker memory (``persist``: ``8 p + 16`` bytes a row, plus the
+   cluster labels).
 2. Per Newton iteration, two passes:
    a. per partition and event time: ``S0_k = sum_{R_k} r_i``, ``S1_k = sum
       r_i x_i`` and the same sums over the rows that die at ``t_k`` (``E0_k``,
@@ -198,8 +199,9 @@ def _apply_timefix(q: dict[str, Any], y: np.ndarray, rep: np.ndarray) -> dict[st
     return q
 
 
-def _setup_summary(q: dict[str, Any]) -> tuple:
-    return q["n"], q["n_dropped"], q["problems"], q["wsum"], q["wxsum"], _event_keys(q)
+def _setup_summary(q: dict[str, Any], times: bool) -> tuple:
+    summary = (q["n"], q["n_dropped"], q["problems"], q["wsum"], q["wxsum"], _event_keys(q))
+    return summary, (_unique_times(q) if times else None)
 
 
 def _event_keys(p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -288,7 +290,7 @@ def _robust(q: dict[str, Any], beta: np.ndarray, hcum: np.ndarray, xcum: np.ndar
     codes, labels = pd.factorize(q["cluster"])
     sums = np.column_stack([np.bincount(codes, res[:, j], minlength=len(labels))
                             for j in range(x.shape[1])])
-    return np.asarray(labels, dtype=object), sums
+    return np.asarray(labels), sums
 
 
 def _add(u: Any, v: Any) -> Any:
@@ -465,6 +467,7 @@ class DaskCoxResult:
     passes: int
     elapsed: float
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -532,21 +535,23 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
         found = dask.compute(*[delayed(_levels)(b, strata) for b in blocks])
         levels = np.array(sorted(set().union(*[set(f.tolist()) for f in found]), key=str),
                           dtype=object)
+    # the source is read once for the setup sums (and again for the timefix, only if it
+    # merges times); only the compact indexed arrays are kept in worker memory
     prepared = [delayed(_prepare, pure=True)(b, xcols, start, stop, event, weights, strata,
                                              cluster, levels, missing) for b in blocks]
-    if persist:
-        prepared = list(dask.persist(*prepared))
     n_merged = 0
+    timings = {}
+    t_phase = time.monotonic()
+    first = dask.compute(*[delayed(_setup_summary, pure=True)(q, timefix) for q in prepared])
+    setup = [f[0] for f in first]
     if timefix:
-        fix = _timefix_map(list(dask.compute(*[delayed(_unique_times, pure=True)(q)
-                                               for q in prepared])))
+        fix = _timefix_map([f[1] for f in first])
         if fix is not None:
             y, rep, n_merged = fix
             dy, drep = delayed(y, pure=True), delayed(rep, pure=True)
             prepared = [delayed(_apply_timefix, pure=True)(q, dy, drep) for q in prepared]
-            if persist:
-                prepared = list(dask.persist(*prepared))
-    setup = dask.compute(*[delayed(_setup_summary, pure=True)(q) for q in prepared])
+            setup = [f[0] for f in dask.compute(*[delayed(_setup_summary, pure=True)(q, False)
+                                                  for q in prepared])]
     problems = {}
     for _, _, probs, *_ in setup:
         for k, (cnt, rows) in probs.items():
@@ -565,11 +570,13 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
         raise DataError(["no events: the partial likelihood is empty"], "nothing to fit")
     grid_time = delayed(grid.time, pure=True)
     indexed = [delayed(_index, pure=True)(q, grid_time, grid.offsets, centers) for q in prepared]
+    timings["setup_s"] = time.monotonic() - t_phase
+    t_phase = time.monotonic()
     if persist:
         indexed = list(dask.persist(*indexed))
-        del prepared
     engine = _Engine(dask, delayed, indexed, grid, p)
     st, st0, score_test, it, converged, var = _newton(engine, p, max_iter, tol)
+    timings["newton_s"] = time.monotonic() - t_phase  # includes indexing (persist is lazy)
     notes = [f"Ties handled by the {ties.capitalize()} approximation.",
              f"Fitted out of core over {ddf.npartitions} partitions: per-partition risk-set "
              f"sums on the global grid of {grid.time.size} event times."]
@@ -585,7 +592,9 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
     n_clusters = None
     cov = cov_naive.copy()
     if cluster is not None:
+        t_phase = time.monotonic()
         coll, uniq = engine.robust_sums(st)
+        timings["robust_s"] = time.monotonic() - t_phase
         dmat = coll @ var
         cov = pd.DataFrame(dmat.T @ dmat, index=names, columns=names)
         n_clusters = len(uniq)
@@ -599,7 +608,8 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
         score_test=score_test, n=n, n_events=int(grid.d.sum()), n_event_times=int(grid.time.size),
         n_clusters=n_clusters, n_dropped=n_dropped, n_partitions=ddf.npartitions,
         iterations=it, converged=converged, ties=ties, cluster=cluster, passes=engine.passes,
-        elapsed=time.monotonic() - t0, notes=notes)
+        elapsed=time.monotonic() - t0, notes=notes,
+        timings={k: round(v, 3) for k, v in timings.items()})
 
 
 def _merge_grid(keys: list[tuple], n_strata: int, ties: str) -> _Grid:
