@@ -6,10 +6,14 @@ cluster).  Every fit runs in its own subprocess so that its peak memory can
 be measured:
 
 * imrsurv: wall time of ``fit_cox`` (robust variance included when
-  clustered), peak of traced allocations during the fit (tracemalloc, a
-  second run) and the subprocess's peak RSS;
-* R: ``system.time(coxph(...))`` and ``gc()``'s "max used" during the fit
-  (the R heap), plus the Rscript process's peak RSS;
+  clustered; best of 3 up to 2M rows), peak of traced allocations during
+  the fit (tracemalloc, a further run) and the subprocess's peak RSS after
+  the fits (interpreter, pandas and the data included); then the time of
+  the lazily computed ``tests`` and ``concordance`` that R computes inside
+  ``coxph``;
+* R: ``system.time(coxph(...))`` (naive: best of 3 up to 100k rows, of 2 up
+  to 2M) and ``gc()``'s "max used" during the fit (the R heap), plus the
+  Rscript process's peak RSS;
 * lifelines ``CoxTimeVaryingFitter`` and statsmodels ``PHReg`` (Efron, entry
   times) only up to ``--peer-max-rows`` rows and under ``--peer-timeout``.
 
@@ -90,10 +94,12 @@ times = [t1 - t0]
 if len(df) <= 2_000_000:
     for _ in range(2):
         t0 = time.perf_counter(); fit_cox(df, f, **kw); times.append(time.perf_counter() - t0)
-t0 = time.perf_counter(); res.tests; res.concordance; extras = time.perf_counter() - t0
+rss_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 tracemalloc.start(); fit_cox(df, f, **kw); _, peak = tracemalloc.get_traced_memory()
+tracemalloc.stop()
+t0 = time.perf_counter(); res.tests; res.concordance; extras = time.perf_counter() - t0
 print(json.dumps(dict(seconds=min(times), traced_peak_mb=peak / 2**20, extras_seconds=extras,
-     rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+     rss_mb=rss_fit, rss_with_extras_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
      coef=res.params.tolist(), se=res.se.tolist(), iterations=res.iterations)))
 """
 
@@ -261,7 +267,7 @@ def markdown(rows: list[dict], cmd: str) -> str:
                 diff[key] = f"{np.max(np.abs(a - b) / np.abs(b)):.1e}"
         secs = f"{r.seconds:.3f}" if pd.notna(r.get("seconds")) else r.get("error", "")
         mem_s = f"{mem:.0f}" if mem is not None and pd.notna(mem) else ""
-        rss = r.get("process_rss_mb")
+        rss = r.get("rss_mb") if r.tool == "imrsurv" else r.get("process_rss_mb")
         rss_s = f"{rss:.0f}" if rss is not None and pd.notna(rss) else ""
         out.append(f"| {r.rows:,} | {r.events:,} | {r.tool} | {r.variant} | {secs} | "
                    f"{mem_s} | {rss_s} | {diff['coef']} | {diff['se']} | "
