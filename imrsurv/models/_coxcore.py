@@ -455,7 +455,7 @@ def evaluate(pb: CoxProblem, beta: np.ndarray, need_info: bool = True) -> CoxSta
 @dataclass
 class NewtonResult:
     state: CoxState
-    state0: CoxState
+    beta0: np.ndarray
     loglik_null: float
     score_test: float
     iterations: int
@@ -489,19 +489,20 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
     non-finite one) is halved as ``beta = (h * old + beta) / (h + 1)``.
     """
     p = pb.x.shape[1]
-    beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
-    st0 = evaluate(pb, beta)
-    fac = _chol(st0.info)
+    beta0 = np.zeros(p) if init is None else np.asarray(init, float).copy()
+    st = evaluate(pb, beta0)
+    fac = _chol(st.info)
     if fac is None:
-        raise SingularInformation(np.diag(st0.info))
-    step = sla.cho_solve(fac, st0.score)
-    score_test = float(st0.score @ step)
-    if not np.isfinite(st0.loglik):
+        raise SingularInformation(np.diag(st.info))
+    step = sla.cho_solve(fac, st.score)
+    score_test = float(st.score @ step)
+    loglik0 = best = st.loglik
+    if not np.isfinite(loglik0):
         raise ArithmeticError("non-finite log-likelihood at beta = 0")
-    best, st = st0.loglik, st0
-    oldbeta, beta = beta, beta + step
+    oldbeta, beta = beta0, beta0 + step
     halving, converged, it = 0, False, 0
     for it in range(1, max_iter + 1):
+        st = None   # one state alive at a time (each is several n-sized arrays)
         st = evaluate(pb, beta)
         fac = _chol(st.info)
         fail = fac is None or not np.isfinite(st.loglik)
@@ -510,6 +511,7 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
             break
         if it == max_iter:
             if fail or (st.loglik - best) / abs(best) < -eps:
+                st = None
                 st = evaluate(pb, oldbeta)
                 fac = _chol(st.info)
             break
@@ -523,7 +525,7 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
         raise SingularInformation(np.diag(st.info))
     var = sla.cho_solve(fac, np.eye(p))
     var = (var + var.T) / 2
-    return NewtonResult(state=st, state0=st0, loglik_null=st0.loglik, score_test=score_test,
+    return NewtonResult(state=st, beta0=beta0, loglik_null=loglik0, score_test=score_test,
                         iterations=it, converged=converged, var=var)
 
 

@@ -264,7 +264,8 @@ class CoxResult:
         return out
 
     def _robust_score_test(self) -> float:
-        res0 = core.score_residuals(self._pb, self._nr.state0) * self._pb.weights[:, None]
+        state0 = core.evaluate(self._pb, self._nr.beta0, need_info=False)
+        res0 = core.score_residuals(self._pb, state0) * self._pb.weights[:, None]
         t0 = self._collapse(res0)
         u = t0.sum(0)
         return float(u @ np.linalg.solve(t0.T @ t0, u))
@@ -546,15 +547,18 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                          f"{row_labels(frame.index, np.isin(np.arange(len(frame)), exc.rows))}"
                          "; fix them or pass timefix=False"],
                         title="invalid survival data") from None
+    notes += _data_notes(start, weights, offset, strata_cols, slabels, pb)
+    # the problem holds its own (centred) copy: free the inputs before iterating
+    design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
+    row_index = frame.index
+    del frame, tstart, tstop, ev, w, off, scodes
     try:
         nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
     except core.SingularInformation as exc:
         raise _singular_error(design, exc.diag, bool(strata_cols)) from None
     _warn_infinite(nr, design.columns, tol)
-    notes += _data_notes(frame, start, weights, offset, strata_cols, slabels, pb)
-    design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
     return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
-                     row_index=frame.index, strata=strata_cols, strata_labels=slabels,
+                     row_index=row_index, strata=strata_cols, strata_labels=slabels,
                      cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
                      n_dropped=n_dropped, notes=notes, counting=start is not None)
 
@@ -587,7 +591,7 @@ def _warn_infinite(nr: core.NewtonResult, names: list[str], eps: float) -> None:
                       CoxConvergenceWarning, stacklevel=3)
 
 
-def _data_notes(frame: pd.DataFrame, start: str | None, weights: str | None,
+def _data_notes(start: str | None, weights: str | None,
                 offset: str | None, strata: list[str], labels: list[str],
                 pb: core.CoxProblem) -> list[str]:
     notes = []

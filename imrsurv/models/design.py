@@ -36,8 +36,9 @@ class Design:
 
     def transform(self, data: pd.DataFrame) -> np.ndarray:
         """Design matrix of new data with the same coding (levels, contrasts)."""
-        mm = self.spec.get_model_matrix(data, output="pandas")
-        return mm.drop(columns="Intercept").to_numpy(dtype=float)
+        mm = np.asarray(self.spec.get_model_matrix(data, output="numpy"), dtype=float)
+        names = list(self.spec.column_names)
+        return mm[:, [i for i, c in enumerate(names) if c != "Intercept"]]
 
 
 def _rhs(formula: str) -> str:
@@ -87,21 +88,24 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
     """
     parsed = _parse(formula)
     try:
-        mm = model_matrix(parsed, data, output="pandas", na_action="raise")
+        mm = model_matrix(parsed, data, output="numpy", na_action="raise")
     except Exception as exc:
         raise DataError([f'cannot build the design matrix of "{formula}": {exc}'],
                         title="invalid formula") from exc
     spec = mm.model_spec
-    cols = [c for c in mm.columns if c != "Intercept"]
+    names = list(spec.column_names)
+    keep = [i for i, c in enumerate(names) if c != "Intercept"]
+    cols = [names[i] for i in keep]
     if not cols:
         raise DataError([f'formula "{formula}" has no covariates'], title="invalid formula")
-    x = mm[cols].to_numpy(dtype=float)
+    x = np.asarray(mm, dtype=float)[:, keep]
+    del mm
     terms: dict[str, list[int]] = {}
     for term, idx in spec.term_indices.items():
         name = str(term)
         if name == "1":
             continue
-        terms[name] = [cols.index(mm.columns[i]) for i in idx]
+        terms[name] = [cols.index(names[i]) for i in idx]
     _check_rank(x, cols)
     return Design(matrix=x, columns=cols, terms=terms, spec=spec)
 
