@@ -34,6 +34,10 @@ _LAZY = {
     "state_probabilities": ".models.multistate",
     "fit_transitions": ".models.transitions", "TransitionsResult": ".models.transitions",
     "read_panel": ".panel",
+    "simulate": ".simulate", "simulate_cohort": ".simulate", "write_cohort": ".simulate",
+    "calibrate": ".simulate", "Calibration": ".simulate", "power": ".simulate",
+    "PowerResult": ".simulate", "plot_power_curve": ".simulate", "annual_panel": ".simulate",
+    "fit_cox_dask": ".models.cox_dask", "DaskCoxResult": ".models.cox_dask",
     "plot_km": ".plots", "plot_mcf": ".plots", "plot_state_probabilities": ".plots",
     "report": ".report.build",
 }
@@ -45,7 +49,7 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'imrsurv' has no attribute {name!r}")
     module = importlib.import_module(_LAZY[name], __name__)
-    value = module if name == "datasets" else getattr(module, name)
+    value = module if name in ("datasets", "simulate") else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -276,7 +276,7 @@ def check_covariates(
     bad = no_site.copy()
     for i in np.flatnonzero(no_site):
         problems.append(_problem(table, i, None, "missing site"))
-    unknown = ~no_site & ~np.isin(sites, site_entry.index.to_numpy(dtype=object))
+    unknown = ~no_site & ~pd.Series(sites).isin(site_entry.index).to_numpy()
     for i in np.flatnonzero(unknown):
         problems.append(_problem(table, i, sites[i], "covariate row for a site not in the event log"))
     bad |= unknown
@@ -315,17 +315,16 @@ def check_covariates(
 
     # rows with a known site and time count here even when a value is bad (reported above)
     good = out[~no_site & ~unknown & np.isfinite(out["time"].to_numpy(dtype=float))]
-    first_time = good.groupby("site")["time"].min()
-    for site, entry in site_entry.items():
-        ft = first_time.get(site)
-        if ft is None or np.isnan(ft):
-            problems.append(Problem(table.source, None, str(site),
-                                    "no covariate rows for this site (covariates missing at its start)"))
-        elif ft > entry + 1e-12:
-            i = int(good.loc[(good["site"] == site) & (good["time"] == ft), "_pos"].iloc[0])
-            problems.append(_problem(table, i, site,
-                                     f"covariates missing at the site's start: first row is at "
-                                     f"{ft:g}, start is at {entry:g}"))
+    first_row = good.sort_values(["site", "time"], kind="stable").groupby("site").head(1)
+    first_row = first_row.set_index("site").reindex(site_entry.index)
+    for site in site_entry.index[first_row["time"].isna().to_numpy()]:
+        problems.append(Problem(table.source, None, str(site),
+                                "no covariate rows for this site (covariates missing at its start)"))
+    late = (first_row["time"] > site_entry + 1e-12).to_numpy()
+    for site, row in first_row[late].iterrows():
+        problems.append(_problem(table, int(row["_pos"]), site,
+                                 f"covariates missing at the site's start: first row is at "
+                                 f"{row['time']:g}, start is at {site_entry[site]:g}"))
     return Checked(out, problems, bad)
 
 
@@ -373,7 +372,7 @@ def check_sites(table: Table, event_sites: np.ndarray) -> Checked:
     dup = frame.duplicated("site", keep="first").to_numpy() & ~no_site
     for i in np.flatnonzero(dup):
         problems.append(_problem(table, i, sites[i], "site listed more than once in the site table"))
-    unknown = ~no_site & ~np.isin(sites, event_sites)
+    unknown = ~no_site & ~pd.Series(sites).isin(event_sites).to_numpy()
     for i in np.flatnonzero(unknown):
         problems.append(_problem(table, i, sites[i], "site not in the event log"))
     listed = set(sites[~no_site])

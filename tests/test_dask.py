@@ -201,3 +201,16 @@ def test_out_of_core_cox_bad_input(recurrent):
                   event="event")
     assert got.n_dropped == 2 and got.n == ref.n
     assert np.abs(got.params - ref.params).max() < 1e-8
+
+
+def test_fit_cox_forwards_a_dask_dataframe_to_the_out_of_core_engine():
+    import imrsurv as ims
+
+    cp = ims.datasets.load_bond2014().counting_process("ag")
+    formula = "team_size + training_access"
+    mem = ims.fit_cox(cp, formula, start="start", stop="stop", event="event", cluster="site")
+    ddf = dd.from_pandas(cp[["start", "stop", "event", "team_size", "training_access", "site"]],
+                         npartitions=3)
+    ooc = ims.fit_cox(ddf, formula, start="start", stop="stop", event="event", cluster="site")
+    assert np.allclose(ooc.params.to_numpy(), mem.params.to_numpy(), rtol=1e-8, atol=0)
+    assert np.allclose(ooc.se.to_numpy(), mem.se.to_numpy(), rtol=1e-8, atol=0)

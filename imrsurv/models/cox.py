@@ -519,6 +519,10 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     if frailty is not None:
         raise NotImplementedError("shared gamma frailty is not implemented yet; see issue 4 "
                                   "(fit with cluster= for robust errors meanwhile)")
+    if hasattr(data, "to_delayed") and not isinstance(data, pd.DataFrame):
+        return _fit_dask(data, formula, start=start, stop=stop, event=event, cluster=cluster,
+                         strata=strata, ties=ties, weights=weights, frailty=frailty, offset=offset,
+                         missing=missing, max_iter=max_iter, tol=tol, timefix=timefix)
     if not isinstance(data, pd.DataFrame):
         raise DataError([f"data must be a pandas DataFrame, not {type(data).__name__}"])
     if ties not in TIES:
@@ -561,6 +565,18 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                      row_index=row_index, strata=strata_cols, strata_labels=slabels,
                      cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
                      n_dropped=n_dropped, notes=notes, counting=start is not None)
+
+
+def _fit_dask(data: Any, formula: str, *, strata, frailty, offset, **kw: Any) -> Any:
+    """A dask DataFrame goes to the out-of-core engine (numeric columns, one stratum column)."""
+    from .cox_dask import fit_cox_dask
+
+    if frailty is not None or offset is not None:
+        raise DataError(["frailty and offset are not supported for dask DataFrames"])
+    strata_cols = _as_list(strata)
+    if len(strata_cols) > 1:
+        raise DataError(["a dask DataFrame takes at most one strata column"])
+    return fit_cox_dask(data, formula, strata=strata_cols[0] if strata_cols else None, **kw)
 
 
 def _singular_error(design: Design, diag: np.ndarray, stratified: bool) -> DataError:
