@@ -269,13 +269,17 @@ def markdown(rows: list[dict], cmd: str) -> str:
         rss = r.get("rss_mb") if r.tool == "imrsurv" else r.get("process_rss_mb")
         rss_s = f"{rss:.0f}" if rss is not None and pd.notna(rss) else ""
         out.append(f"| {r.rows:,} | {r.events:,} | {r.tool} | {r.variant} | {secs} | "
-                   f"{mem_s} | {rss_s} | {diff['coef']} | {diff['se']} | "
-                   f"{r.get('load', float('nan')):.1f} |")
+                   f"{mem_s} | {rss_s} | {diff['coef']} | {diff['se']} | {_load(r)} |")
     out.append("")
     out += ratio_lines(df)
     out.append("")
     out.append(f"Command: `{cmd}`")
     return "\n".join(out)
+
+
+def _load(r: pd.Series) -> str:
+    load = r.get("load")
+    return f"{load:.1f}" if load is not None and pd.notna(load) else ""
 
 
 def _seconds(sub: pd.DataFrame, tool: str, variant: str) -> float | None:
