@@ -238,17 +238,7 @@ class CoxResult:
     @property
     def summary(self) -> pd.DataFrame:
         """coef, exp(coef), se(coef)[, robust se], z, p and 95% limits (R summary.coxph)."""
-        z = self.params / self.se
-        q = stats.norm.ppf(0.975)
-        lo, hi = self.params - q * self.se, self.params + q * self.se
-        cols: dict[str, pd.Series] = {"coef": self.params, "exp(coef)": np.exp(self.params),
-                                      "se(coef)": self.se_naive}
-        if self.cluster is not None:
-            cols["robust se"] = self.se
-        cols.update({"z": z, "p": pd.Series(2 * stats.norm.sf(np.abs(z)), index=z.index),
-                     "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
-                     "exp(upper 95%)": np.exp(hi)})
-        return pd.DataFrame(cols)
+        return coef_table(self.params, self.se, self.se_naive, self.cluster is not None)
 
     @cached_property
     def tests(self) -> pd.DataFrame:
@@ -565,6 +555,22 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                      row_index=row_index, strata=strata_cols, strata_labels=slabels,
                      cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
                      n_dropped=n_dropped, notes=notes, counting=start is not None)
+
+
+def coef_table(params: pd.Series, se: pd.Series, se_naive: pd.Series,
+               robust: bool) -> pd.DataFrame:
+    """R's summary.coxph table: Wald z, p and 95% limits from ``se`` (robust when clustered)."""
+    z = params / se
+    q = stats.norm.ppf(0.975)
+    lo, hi = params - q * se, params + q * se
+    cols: dict[str, pd.Series] = {"coef": params, "exp(coef)": np.exp(params),
+                                  "se(coef)": se_naive}
+    if robust:
+        cols["robust se"] = se
+    cols.update({"z": z, "p": pd.Series(2 * stats.norm.sf(np.abs(z)), index=z.index),
+                 "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
+                 "exp(upper 95%)": np.exp(hi)})
+    return pd.DataFrame(cols)
 
 
 def _fit_dask(data: Any, formula: str, *, strata, frailty, offset, **kw: Any) -> Any:

@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-from scipy import stats
 
 from imrsurv.errors import DataError
 
@@ -472,16 +471,9 @@ class DaskCoxResult:
     @property
     def summary(self) -> pd.DataFrame:
         """coef, exp(coef), se(coef)[, robust se], z, p and 95% limits (R summary.coxph)."""
-        z = self.params / self.se
-        q = stats.norm.ppf(0.975)
-        lo, hi = self.params - q * self.se, self.params + q * self.se
-        cols: dict[str, pd.Series] = {"coef": self.params, "exp(coef)": np.exp(self.params),
-                                      "se(coef)": self.se_naive}
-        if self.cluster is not None:
-            cols["robust se"] = self.se
-        cols.update({"z": z, "p": pd.Series(2 * stats.norm.sf(np.abs(z)), index=z.index),
-                     "lower 95%": lo, "upper 95%": hi})
-        return pd.DataFrame(cols)
+        from .cox import coef_table
+
+        return coef_table(self.params, self.se, self.se_naive, self.cluster is not None)
 
     def __repr__(self) -> str:
         head = (f"<DaskCoxResult: n={self.n}, events={self.n_events}, {self.n_partitions} "
