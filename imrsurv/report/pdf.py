@@ -157,6 +157,8 @@ class Document:
     def contents(self) -> None:
         toc = TableOfContents()
         toc.levelStyles = [self.st["toc1"], self.st["toc2"]]
+        toc.tableStyle = TableStyle([("FONTNAME", (0, 0), (-1, -1), FONT),
+                                     ("VALIGN", (0, 0), (-1, -1), "TOP")])
         # multiBuild finds the TOC only at the top level of the story
         self.story.extend([*self._headings, toc])
         self._headings = []
@@ -171,6 +173,7 @@ class Document:
         widths = col_widths or [TEXT_WIDTH / max(len(df.columns), 1)] * len(df.columns)
         tbl = Table([head, *body], colWidths=widths, repeatRows=1, hAlign="LEFT")
         tbl.setStyle(TableStyle([
+            ("FONTNAME", (0, 0), (-1, -1), FONT),  # else reportlab sets Helvetica (not embedded)
             ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black),
             ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
             ("LINEBELOW", (0, -1), (-1, -1), 0.8, colors.black),
