@@ -125,3 +125,15 @@ def test_existing_output_is_replaced(tmp_path):
     report(SMALL_SPEC, out)
     assert out.read_bytes().startswith(b"%PDF")
     assert out.stat().st_mode & 0o044, "the report should be readable like any file the user writes"
+
+
+def test_no_text_is_set_in_a_non_embedded_font(bond_pdfs):
+    import re
+
+    for page in PdfReader(bond_pdfs[0]).pages:
+        content = page.get_contents().get_data()
+        fonts = page["/Resources"].get("/Font", {})
+        for key in fonts:
+            base = str(fonts[key].get_object().get("/BaseFont"))
+            if "+" not in base:  # subset-embedded fonts are named ABCDEF+Name
+                assert not re.search(re.escape(key.encode()) + rb"\s+[\d.]+\s+Tf", content), base
