@@ -62,7 +62,8 @@ def _register_fonts() -> None:
 def styles() -> dict[str, ParagraphStyle]:
     _register_fonts()
     base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontName=FONT, fontSize=9.5, leading=13)
+    body = ParagraphStyle("body", parent=base["BodyText"], fontName=FONT, fontSize=9.5, leading=13,
+                          bulletFontName=FONT)
     return {
         "title": ParagraphStyle("title", parent=body, fontName=FONT_BOLD, fontSize=22, leading=28,
                                 alignment=TA_CENTER, spaceAfter=12),
