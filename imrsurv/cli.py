@@ -98,7 +98,7 @@ BOND_SPEC = {
     "analysis": {"horizon": 6.0, "group": "practice",
                  "covariates": ["recent_leader_change", "team_size", "training_access"],
                  "sections": ["summary", "bond", "km", "mcf", "states", "recurrent", "ph",
-                              "discrete"]},
+                              "discrete", "frailty"]},
 }
 
 

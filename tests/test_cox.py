@@ -266,9 +266,18 @@ def test_non_numeric_time():
     _raises('stop column "time" must be numeric', d)
 
 
-def test_frailty_not_implemented():
-    with pytest.raises(NotImplementedError, match="issue 4"):
-        fit_cox(small(), "x", stop="time", event="status", frailty="site")
+def test_frailty_goes_to_the_gamma_frailty_fit_and_refuses_cluster():
+    import imrsurv as ims
+    from imrsurv.models.frailty import FrailtyResult
+
+    cp = ims.datasets.load_bond2014().counting_process("ag")
+    res = fit_cox(cp, "team_size + training_access", start="start", stop="stop", event="event",
+                  frailty="site")
+    assert isinstance(res, FrailtyResult)
+    assert res.frailty_variance >= 0 and len(res.frailties) == 49
+    with pytest.raises(DataError, match="cannot be combined"):
+        fit_cox(cp, "team_size", start="start", stop="stop", event="event", frailty="site",
+                cluster="site")
 
 
 def test_monotone_likelihood_warns():

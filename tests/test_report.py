@@ -52,7 +52,8 @@ def test_replication_holds_the_bond_numbers_and_sections(bond_pdfs):
     for heading in ("Contents", "Data and validation", "Programme status at 6 years",
                     "Time to first discontinuation", "mean cumulative function",
                     "Sustained, discontinued, restarted over time", "Cox models",
-                    "Proportional hazards diagnostics", "Discrete-time hazards", "Methods",
+                    "Proportional hazards diagnostics", "Discrete-time hazards",
+                    "Site heterogeneity: shared gamma frailty", "Methods",
                     "References", "Provenance"):
         assert heading in text, heading
     status = text[text.index("Programme status at 6 years"):]

@@ -506,9 +506,15 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     ``missing="drop"`` rows with missing values are left out and counted in
     ``n_dropped`` and ``notes``.
     """
-    if frailty is not None:
-        raise NotImplementedError("shared gamma frailty is not implemented yet; see issue 4 "
-                                  "(fit with cluster= for robust errors meanwhile)")
+    if frailty is not None:  # shared gamma frailty, as R coxph(... + frailty(site))
+        from .frailty import fit_cox_frailty
+
+        if cluster is not None:
+            raise DataError(["frailty= and cluster= cannot be combined"], title="invalid argument")
+        return fit_cox_frailty(  # type: ignore[return-value]
+            data, formula, frailty=frailty, start=start, stop=stop, event=event, strata=strata,
+            ties=ties, weights=weights, offset=offset, missing=missing, max_iter=max_iter,
+            tol=tol, timefix=timefix)
     if hasattr(data, "to_delayed") and not isinstance(data, pd.DataFrame):
         return _fit_dask(data, formula, start=start, stop=stop, event=event, cluster=cluster,
                          strata=strata, ties=ties, weights=weights, frailty=frailty, offset=offset,

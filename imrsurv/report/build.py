@@ -343,7 +343,9 @@ def _section_frailty(ctx: _Context) -> None:
     ag = ctx.hist.counting_process("ag")
     res = fit_cox(ag, _formula(ctx), start="start", stop="stop", event="event", frailty="site")
     d.heading("Site heterogeneity: shared gamma frailty")
-    d.paragraph(f"Estimated frailty variance (theta): {res.frailty_variance:.4g}.")
+    lrt = res.lrt_theta_zero
+    d.paragraph(f"Estimated frailty variance (theta): {res.frailty_variance:.4g}. "
+                f"Likelihood-ratio test of theta = 0: {_lrt_text(lrt)}.")
     d.table(res.summary.reset_index().rename(columns={"index": "term"}), fmt="{:.3f}",
             caption="AG model with a shared gamma frailty by site.")
     ctx.methods.append("Site heterogeneity was modelled with a shared gamma frailty (penalised "
@@ -384,6 +386,10 @@ def _yearly(ctx: _Context) -> list[float]:
         return list(ctx.spec.times)
     last = min(ctx.spec.horizon, float(ctx.hist.sites["exit"].max()))
     return [float(t) for t in np.arange(1, np.floor(last) + 1)]
+
+
+def _lrt_text(lrt: dict[str, float]) -> str:
+    return f"chi-square = {lrt['statistic']:.2f}, p = {lrt['p']:.3g} (50:50 chi-square mixture)"
 
 
 def _ci_text(lower: pd.Series, upper: pd.Series, fmt: str = "{:.2f}") -> list[str]:
