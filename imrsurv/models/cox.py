@@ -519,6 +519,50 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
         return _fit_dask(data, formula, start=start, stop=stop, event=event, cluster=cluster,
                          strata=strata, ties=ties, weights=weights, frailty=frailty, offset=offset,
                          missing=missing, max_iter=max_iter, tol=tol, timefix=timefix)
+    prep = prepare(data, formula, start=start, stop=stop, event=event, strata=strata, ties=ties,
+                   weights=weights, offset=offset, missing=missing, timefix=timefix,
+                   grouping={"cluster": _as_list(cluster)})
+    frame, design, pb, notes = prep.frame, prep.design, prep.problem, prep.notes
+    strata_cols, slabels, n_dropped = prep.strata_cols, prep.strata_labels, prep.n_dropped
+    ccodes = pd.factorize(frame[cluster])[0].astype(np.int64) if cluster else None
+    # the problem holds its own (centred) copy: free the inputs before iterating
+    design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
+    row_index = frame.index
+    del frame, prep
+    try:
+        nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
+    except core.SingularInformation as exc:
+        raise _singular_error(design, exc.diag, bool(strata_cols)) from None
+    _warn_infinite(nr, design.columns, tol)
+    return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
+                     row_index=row_index, strata=strata_cols, strata_labels=slabels,
+                     cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
+                     n_dropped=n_dropped, notes=notes, counting=start is not None)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """Checked rows, design matrix and the engine's sorted problem, ready to fit."""
+
+    frame: pd.DataFrame
+    design: Design
+    problem: core.CoxProblem
+    notes: list[str]
+    n_dropped: int
+    strata_cols: list[str]
+    strata_labels: list[str]
+
+
+def prepare(data: pd.DataFrame, formula: str, *, start: str | None, stop: str, event: str,
+            strata: str | Sequence[str] | None, ties: str, weights: str | None,
+            offset: str | None, missing: str, timefix: bool,
+            grouping: dict[str, list[str]]) -> Prepared:
+    """Check arguments and columns, handle missing values and build the Cox problem.
+
+    ``grouping`` names the extra columns a fit needs (``cluster`` for
+    :func:`fit_cox`, ``frailty`` for the frailty fit). Every problem is a
+    :class:`DataError` naming rows or columns.
+    """
     if not isinstance(data, pd.DataFrame):
         raise DataError([f"data must be a pandas DataFrame, not {type(data).__name__}"])
     if ties not in TIES:
@@ -529,16 +573,14 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                         title="invalid argument")
     strata_cols = _as_list(strata)
     fcols = required_columns(formula)
-    roles = {"stop": [stop], "event": [event], "start": _as_list(start),
-             "cluster": _as_list(cluster), "strata": strata_cols,
-             "weights": _as_list(weights), "offset": _as_list(offset)}
+    roles = {"stop": [stop], "event": [event], "start": _as_list(start), **grouping,
+             "strata": strata_cols, "weights": _as_list(weights), "offset": _as_list(offset)}
     _check_columns(data, fcols, roles)
     used = list(dict.fromkeys(fcols + [c for cols in roles.values() for c in cols]))
     frame, n_dropped, notes = _handle_missing(data[used], missing)
     tstart, tstop, ev, w, off = _survival_arrays(frame, start, stop, event, weights, offset)
     design = build_design(frame, formula)
     scodes, slabels = _strata_codes(frame, strata_cols)
-    ccodes = pd.factorize(frame[cluster])[0].astype(np.int64) if cluster else None
     try:
         pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes,
                                ties == "efron", timefix)
@@ -548,19 +590,7 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                          "; fix them or pass timefix=False"],
                         title="invalid survival data") from None
     notes += _data_notes(start, weights, offset, strata_cols, slabels, pb)
-    # the problem holds its own (centred) copy: free the inputs before iterating
-    design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
-    row_index = frame.index
-    del frame, tstart, tstop, ev, w, off, scodes
-    try:
-        nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
-    except core.SingularInformation as exc:
-        raise _singular_error(design, exc.diag, bool(strata_cols)) from None
-    _warn_infinite(nr, design.columns, tol)
-    return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
-                     row_index=row_index, strata=strata_cols, strata_labels=slabels,
-                     cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
-                     n_dropped=n_dropped, notes=notes, counting=start is not None)
+    return Prepared(frame, design, pb, notes, n_dropped, strata_cols, slabels)
 
 
 def coef_table(params: pd.Series, se: pd.Series, se_naive: pd.Series,

@@ -47,9 +47,6 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy import stats
 
-from imrsurv.errors import DataError
-from imrsurv.models.design import build_design, required_columns, row_labels
-
 from . import _coxcore as core
 
 __all__ = ["FrailtyResult", "fit_cox_frailty", "fit_gamma_frailty", "gamma_correction"]
@@ -307,34 +304,10 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str, start: st
     """
     from . import cox
 
-    if not isinstance(data, pd.DataFrame):
-        raise DataError([f"data must be a pandas DataFrame, not {type(data).__name__}"])
-    if ties not in cox.TIES:
-        raise DataError([f'ties must be "efron" or "breslow", not "{ties}"'],
-                        title="invalid argument")
-    if missing not in ("raise", "drop"):
-        raise DataError([f'missing must be "raise" or "drop", not "{missing}"'],
-                        title="invalid argument")
-    strata_cols = cox._as_list(strata)
-    fcols = required_columns(formula)
-    roles = {"stop": [stop], "event": [event], "start": cox._as_list(start),
-             "frailty": [frailty], "strata": strata_cols,
-             "weights": cox._as_list(weights), "offset": cox._as_list(offset)}
-    cox._check_columns(data, fcols, roles)
-    used = list(dict.fromkeys(fcols + [c for cols in roles.values() for c in cols]))
-    frame, _, notes = cox._handle_missing(data[used], missing)
-    tstart, tstop, ev, w, off = cox._survival_arrays(frame, start, stop, event, weights, offset)
-    design = build_design(frame, formula)
-    scodes, slabels = cox._strata_codes(frame, strata_cols)
-    try:
-        pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes,
-                               ties == "efron", timefix)
-    except core.ZeroLengthInterval as exc:
-        raise DataError([f"start and stop are equal to within 1.5e-8 (R's timefix) in rows "
-                         f"{row_labels(frame.index, np.isin(np.arange(len(frame)), exc.rows))}"
-                         "; fix them or pass timefix=False"],
-                        title="invalid survival data") from None
-    notes += cox._data_notes(start, weights, offset, strata_cols, slabels, pb)
+    prep = cox.prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
+                       ties=ties, weights=weights, offset=offset, missing=missing,
+                       timefix=timefix, grouping={"frailty": [frailty]})
+    frame, design, pb, notes = prep.frame, prep.design, prep.problem, prep.notes
     codes, labels = pd.factorize(frame[frailty], sort=True)
     res = fit_gamma_frailty(pb, list(design.columns), codes.astype(np.int64),
                             pd.Index(labels, name=frailty), ties, max_iter, tol)
