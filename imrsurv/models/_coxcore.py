@@ -32,7 +32,9 @@ are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -473,24 +475,34 @@ def _chol(info: np.ndarray) -> tuple[np.ndarray, bool] | None:
 
 
 class SingularInformation(ArithmeticError):
-    """The information matrix is not positive definite at the start (beta = 0)."""
+    """The information matrix is not positive definite (``at_start``: at beta = 0)."""
 
-    def __init__(self, diag: np.ndarray):
+    def __init__(self, diag: np.ndarray, at_start: bool = True):
         super().__init__("information matrix is singular")
         self.diag = diag
+        self.at_start = at_start
 
 
 def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
                    init: np.ndarray | None = None) -> NewtonResult:
-    """Maximise the partial likelihood as R's ``agfit4``/``coxfit6`` do.
+    """Maximise the partial likelihood of ``pb`` (see :func:`maximise`)."""
+    p = pb.x.shape[1]
+    beta0 = np.zeros(p) if init is None else np.asarray(init, float).copy()
+    return maximise(lambda beta: evaluate(pb, beta), beta0, max_iter, eps)
 
+
+def maximise(evaluate_at: Callable[[np.ndarray], Any], beta0: np.ndarray, max_iter: int,
+             eps: float) -> NewtonResult:
+    """Newton-Raphson as R's ``agfit4``/``coxfit6``, for any evaluator of the likelihood.
+
+    ``evaluate_at(beta)`` returns a state with ``loglik``, ``score`` and ``info``
+    (in memory here, summed over dask partitions in :mod:`.cox_dask`).
     Converged when ``|1 - loglik_old / loglik_new| <= eps`` after a full
     (non-halved) Newton step; a step that lowers the log-likelihood (or gives a
     non-finite one) is halved as ``beta = (h * old + beta) / (h + 1)``.
     """
-    p = pb.x.shape[1]
-    beta0 = np.zeros(p) if init is None else np.asarray(init, float).copy()
-    st = evaluate(pb, beta0)
+    p = beta0.size
+    st = evaluate_at(beta0)
     fac = _chol(st.info)
     if fac is None:
         raise SingularInformation(np.diag(st.info))
@@ -503,7 +515,7 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
     halving, converged, it = 0, False, 0
     for it in range(1, max_iter + 1):
         st = None   # one state alive at a time (each is several n-sized arrays)
-        st = evaluate(pb, beta)
+        st = evaluate_at(beta)
         fac = _chol(st.info)
         fail = fac is None or not np.isfinite(st.loglik)
         if not fail and halving == 0 and abs(1 - best / st.loglik) <= eps:
@@ -512,7 +524,7 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
         if it == max_iter:
             if fail or (st.loglik - best) / abs(best) < -eps:
                 st = None
-                st = evaluate(pb, oldbeta)
+                st = evaluate_at(oldbeta)
                 fac = _chol(st.info)
             break
         if fail or st.loglik < best:
@@ -522,11 +534,12 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
             halving, best = 0, st.loglik
             oldbeta, beta = beta, beta + sla.cho_solve(fac, st.score)
     if fac is None:
-        raise SingularInformation(np.diag(st.info))
+        raise SingularInformation(np.diag(st.info), at_start=False)
     var = sla.cho_solve(fac, np.eye(p))
     var = (var + var.T) / 2
     return NewtonResult(state=st, beta0=beta0, loglik_null=loglik0, score_test=score_test,
                         iterations=it, converged=converged, var=var)
+
 
 
 # ---------------------------------------------------------------------------

@@ -48,9 +48,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 
 from imrsurv.errors import DataError
+from imrsurv.models import _coxcore as core
 
 __all__ = ["DaskCoxResult", "fit_cox_dask"]
 
@@ -392,53 +392,15 @@ class _Engine:
         return coll, uniq
 
 
-def _chol(info: np.ndarray):
-    if not np.all(np.isfinite(info)):
-        return None
+def _newton(engine: _Engine, p: int, max_iter: int, eps: float) -> core.NewtonResult:
+    """The in-memory engine's Newton-Raphson, with risk-set sums gathered from the partitions."""
     try:
-        return sla.cho_factor(info, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None
-
-
-def _newton(engine: _Engine, p: int, max_iter: int, eps: float
-            ) -> tuple[_State, _State, float, int, bool, np.ndarray]:
-    """The iteration of :func:`imrsurv.models._coxcore.newton_raphson`, step for step."""
-    beta = np.zeros(p)
-    st0 = engine.evaluate(beta)
-    fac = _chol(st0.info)
-    if fac is None:
-        raise DataError(["the information matrix is singular at beta = 0: a covariate does not "
-                         "vary within the risk sets, or the covariates are collinear"],
-                        "covariates cannot all be estimated")
-    step = sla.cho_solve(fac, st0.score)
-    score_test = float(st0.score @ step)
-    best, st = st0.loglik, st0
-    oldbeta, beta = beta, beta + step
-    halving, converged, it = 0, False, 0
-    for it in range(1, max_iter + 1):
-        st = engine.evaluate(beta)
-        fac = _chol(st.info)
-        fail = fac is None or not np.isfinite(st.loglik)
-        if not fail and halving == 0 and abs(1 - best / st.loglik) <= eps:
-            converged = True
-            break
-        if it == max_iter:
-            if fail or (st.loglik - best) / abs(best) < -eps:
-                st = engine.evaluate(oldbeta)
-                fac = _chol(st.info)
-            break
-        if fail or st.loglik < best:
-            halving += 1
-            beta = (oldbeta * halving + beta) / (halving + 1)
-        else:
-            halving, best = 0, st.loglik
-            oldbeta, beta = beta, beta + sla.cho_solve(fac, st.score)
-    if fac is None:
-        raise DataError(["the information matrix is singular at the solution"],
-                        "covariates cannot all be estimated")
-    var = sla.cho_solve(fac, np.eye(p))
-    return st, st0, score_test, it, converged, (var + var.T) / 2
+        return core.maximise(engine.evaluate, np.zeros(p), max_iter, eps)
+    except core.SingularInformation as exc:
+        where = ("at beta = 0: a covariate does not vary within the risk sets, or the covariates "
+                 "are collinear") if exc.at_start else "at the solution"
+        raise DataError([f"the information matrix is singular {where}"],
+                        "covariates cannot all be estimated") from None
 
 
 @dataclass
@@ -567,7 +529,8 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
     if persist:
         indexed = list(dask.persist(*indexed))
     engine = _Engine(dask, delayed, indexed, grid, p)
-    st, st0, score_test, it, converged, var = _newton(engine, p, max_iter, tol)
+    nr = _newton(engine, p, max_iter, tol)
+    st, it, converged, var = nr.state, nr.iterations, nr.converged, nr.var
     timings["newton_s"] = time.monotonic() - t_phase  # includes indexing (persist is lazy)
     notes = [f"Ties handled by the {ties.capitalize()} approximation.",
              f"Fitted out of core over {ddf.npartitions} partitions: per-partition risk-set "
@@ -596,8 +559,8 @@ def fit_cox_dask(ddf: Any, covariates: str | Sequence[str], *, start: str | None
         params=pd.Series(st.beta.copy(), index=names, name="coef"),
         se=pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=names, name="se"),
         se_naive=pd.Series(np.sqrt(np.diag(var)), index=names, name="se_naive"),
-        cov=cov, cov_naive=cov_naive, loglik=st.loglik, loglik_null=st0.loglik,
-        score_test=score_test, n=n, n_events=int(grid.d.sum()), n_event_times=int(grid.time.size),
+        cov=cov, cov_naive=cov_naive, loglik=st.loglik, loglik_null=nr.loglik_null,
+        score_test=nr.score_test, n=n, n_events=int(grid.d.sum()), n_event_times=int(grid.time.size),
         n_clusters=n_clusters, n_dropped=n_dropped, n_partitions=ddf.npartitions,
         iterations=it, converged=converged, ties=ties, cluster=cluster, passes=engine.passes,
         elapsed=time.monotonic() - t0, notes=notes,
