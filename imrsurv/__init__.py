@@ -13,9 +13,7 @@ matplotlib until a model or plot is asked for.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports
 from .errors import DataError, Problem
 from .history import History, read_history
 
@@ -46,14 +44,5 @@ _LAZY = {
 __all__ = ["DataError", "History", "Problem", "__version__", "read_history", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'imrsurv' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name], __name__)
-    value = module if name in ("datasets", "simulate") else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(),
+                                    modules=frozenset({"datasets", "simulate"}))

@@ -6,8 +6,7 @@ one estimator module does not load the others' dependencies.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from imrsurv._lazy import lazy_exports
 
 _LAZY = {
     "CoxConvergenceWarning": ".cox", "CoxResult": ".cox", "fit_cox": ".cox",
@@ -17,9 +16,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'imrsurv.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -14,10 +14,10 @@ works whether ``imrsurv.simulate`` resolves to this package (after any
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
-from typing import Any
+
+from imrsurv._lazy import lazy_exports
 
 from .cohort import (
     BOND_HAZARDS,
@@ -41,16 +41,7 @@ __all__ = ["BOND_HAZARDS", "BOND_TARGET", "Calibration", "Cohort", "CovariateMod
            "write_cohort"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 class _CallablePackage(types.ModuleType):
