@@ -5,6 +5,11 @@ factors keep treatment contrasts (first level is the reference) and a factor
 interacting with a numeric variable whose main effect is absent gets one column
 per level.  formulaic follows the same rules, so we always build with an
 intercept and drop that column.
+
+Formulas are user text: :mod:`imrsurv.formula` parses and checks them first,
+and formulaic only ever sees the canonical string re-generated from the checked
+tree, evaluated with :data:`~imrsurv.formula.SAFE_CONTEXT` (never the caller's
+frame), after every column it reads was found in the data.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from formulaic import Formula, ModelSpec, model_matrix
+from formulaic import Formula, ModelMatrix, ModelSpec, model_matrix
 
 from imrsurv.errors import DataError
+from imrsurv.formula import SAFE_CONTEXT, ParsedFormula, parse_formula
 
-__all__ = ["Design", "build_design", "required_columns", "row_labels"]
+__all__ = ["Design", "build_design", "check_columns", "required_columns", "row_labels",
+           "safe_model_matrix"]
 
 
 @dataclass(frozen=True)
@@ -33,42 +40,57 @@ class Design:
     columns: list[str]
     terms: dict[str, list[int]]
     spec: ModelSpec
+    columns_read: tuple[str, ...] = ()
 
     def transform(self, data: pd.DataFrame) -> np.ndarray:
         """Design matrix of new data with the same coding (levels, contrasts)."""
-        mm = np.asarray(self.spec.get_model_matrix(data, output="numpy"), dtype=float)
+        missing = [c for c in self.columns_read if c not in data.columns]
+        if missing:
+            raise DataError([f'new data lacks column "{c}"' for c in missing],
+                            title="invalid new data")
+        try:
+            mm = self.spec.get_model_matrix(data, output="numpy", context=SAFE_CONTEXT)
+        except Exception as exc:  # unseen factor level, bad type, ...
+            raise DataError([f"cannot code the new data: {exc}"], title="invalid new data"
+                            ) from None
+        mm = np.asarray(mm, dtype=float)
         names = list(self.spec.column_names)
         return mm[:, [i for i, c in enumerate(names) if c != "Intercept"]]
 
 
-def _rhs(formula: str) -> str:
-    text = formula.strip()
-    if "~" in text:
-        lhs, _, rhs = text.partition("~")
-        if lhs.strip():
-            raise DataError([f'formula "{formula}" has a left-hand side; give only the '
-                             "covariates (the right-hand side) and pass the time and event "
-                             "columns as start=, stop=, event="], title="invalid formula")
-        text = rhs.strip()
-    if not text:
-        raise DataError(["formula is empty"], title="invalid formula")
-    return text
+def _parse(formula: str) -> tuple[ParsedFormula, Formula]:
+    """Check ``formula`` with :func:`imrsurv.formula.parse_formula` (never evaluating
+    it) and hand formulaic only the canonical text re-generated from the checked tree."""
+    parsed = parse_formula(formula)
+    # "+ 1" restores the intercept if the user removed it; R ignores "- 1" too
+    return parsed, Formula(parsed.canonical + " + 1")
 
 
-def _parse(formula: str) -> Formula:
+def check_columns(formula: str, data: pd.DataFrame, what: str = "data") -> None:
+    """:class:`DataError` naming every column the formula reads that ``data`` lacks."""
+    parsed = parse_formula(formula)
+    missing = [c for c in parsed.columns if c not in data.columns]
+    if missing:
+        have = ", ".join(f'"{c}"' for c in data.columns[:30])
+        raise DataError([f'formula "{formula}" names column "{c}", which is not in the {what} '
+                         f"(columns: {have})" for c in missing], title="invalid formula")
+
+
+def safe_model_matrix(formula: str, data: pd.DataFrame, **kwargs) -> ModelMatrix:
+    """formulaic's ``model_matrix`` of the checked, canonical formula, with only
+    :data:`imrsurv.formula.SAFE_CONTEXT` to evaluate in (no caller frame)."""
+    check_columns(formula, data)
+    parsed = parse_formula(formula, allow_response=True)
     try:
-        # "+ 1" restores the intercept if the user removed it; R ignores "- 1" too
-        return Formula(_rhs(formula) + " + 1")
-    except DataError:
-        raise
-    except Exception as exc:  # formulaic raises several parser error types
-        raise DataError([f'cannot parse formula "{formula}": {exc}'],
-                        title="invalid formula") from exc
+        return model_matrix(parsed.canonical, data, context=SAFE_CONTEXT, **kwargs)
+    except Exception as exc:  # formulaic raises several error types for bad data
+        raise DataError([f'cannot build the design matrix of "{formula}": {exc}'],
+                        title="invalid formula") from None
 
 
 def required_columns(formula: str) -> list[str]:
     """Data columns the formula reads, sorted."""
-    return sorted(str(v) for v in _parse(formula).required_variables)
+    return sorted(parse_formula(formula).columns)
 
 
 def row_labels(index: pd.Index, mask: np.ndarray, limit: int = 20) -> str:
@@ -86,9 +108,11 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
     columns and linearly dependent columns (R would give them ``NA``
     coefficients) are reported by name.
     """
-    parsed = _parse(formula)
+    check_columns(formula, data)
+    _, parsed = _parse(formula)
     try:
-        mm = model_matrix(parsed, data, output="numpy", na_action="raise")
+        mm = model_matrix(parsed, data, output="numpy", na_action="raise",
+                          context=SAFE_CONTEXT)
     except Exception as exc:
         raise DataError([f'cannot build the design matrix of "{formula}": {exc}'],
                         title="invalid formula") from exc
@@ -107,7 +131,8 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
             continue
         terms[name] = [cols.index(names[i]) for i in idx]
     _check_rank(x, cols)
-    return Design(matrix=x, columns=cols, terms=terms, spec=spec)
+    return Design(matrix=x, columns=cols, terms=terms, spec=spec,
+                  columns_read=parse_formula(formula).columns)
 
 
 def _check_rank(x: np.ndarray, cols: list[str]) -> None:

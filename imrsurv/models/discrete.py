@@ -38,7 +38,9 @@ import statsmodels.api as sm
 from scipy import stats
 
 from ..errors import DataError, Problem
+from ..formula import SAFE_CONTEXT
 from ..panel import DERIVED, read_panel
+from .design import check_columns, safe_model_matrix
 
 _OUTCOMES = {"discontinue": ("at_risk", "event"), "restart": ("restart_at_risk", "restart_event")}
 _LINKS = {"cloglog": sm.families.links.CLogLog, "logit": sm.families.links.Logit}
@@ -88,7 +90,8 @@ class DiscreteTimeResult:
 
     def hazard(self, newdata: pd.DataFrame) -> pd.Series:
         """Predicted yearly hazard for rows of ``newdata`` (same columns as the panel)."""
-        X = self.model_spec.get_model_matrix(newdata)
+        check_columns(self.formula, newdata, "new data")
+        X = self.model_spec.get_model_matrix(newdata, context=SAFE_CONTEXT)
         eta = np.asarray(X) @ self.params.to_numpy()
         h = 1 - np.exp(-np.exp(eta)) if self.link == "cloglog" else 1 / (1 + np.exp(-eta))
         return pd.Series(h, index=X.index, name="hazard")
@@ -143,8 +146,6 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
         raise ValueError(f"link must be one of {', '.join(_LINKS)}, got {link!r}")
     if outcome not in _OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(_OUTCOMES)}, got {outcome!r}")
-    import formulaic
-
     if isinstance(panel, pd.DataFrame) and all(c in panel.columns for c in DERIVED):
         pp = panel
     else:
@@ -158,10 +159,7 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
         raise DataError([Problem("panel", None, None, f"no site-years at risk of {outcome}")],
                         "nothing to fit")
     rhs = _split_formula(formula, y_col)
-    try:
-        X = formulaic.model_matrix(rhs, risk, na_action="drop")
-    except Exception as exc:  # formula errors: the parser's message, without its traceback
-        raise ValueError(f"cannot build the design matrix of {rhs!r}: {exc}") from None
+    X = safe_model_matrix(rhs, risk, na_action="drop")  # parsed and checked, never eval'd
     used = risk.loc[X.index]
     dropped_rows = risk.drop(index=X.index)
     notes: list[str] = []
