@@ -43,26 +43,30 @@ def test_person_period_counts_match_r(panel):
 @pytest.mark.parametrize("key", list(MODELS))
 def test_glm_matches_r(panel, key):
     formula, link, outcome = MODELS[key]
-    res = fit_discrete_time(panel, formula, link=link, outcome=outcome)
+    res = fit_discrete_time(panel, formula, link=link, outcome=outcome, vcov="CR1")
     ref = REF[key]
     assert len(res.params) == len(ref["terms"])
     assert res.nobs == ref["nobs"]
     np.testing.assert_allclose(res.params, ref["coef"], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(res.se_naive, ref["se"], rtol=1e-6)
     np.testing.assert_allclose(res.se, ref["robust_se"], rtol=1e-6)
+    hc0 = fit_discrete_time(panel, formula, link=link, outcome=outcome, vcov="CR0")
+    np.testing.assert_allclose(hc0.se, ref["robust_se_hc0"], rtol=1e-6)
     assert res.loglik == pytest.approx(ref["loglik"], rel=1e-9)
 
 
 def test_summary_and_notes(panel):
-    res = fit_discrete_time(panel, "C(year) + team_size", link="cloglog")
+    res = fit_discrete_time(panel, "C(year) + team_size", link="cloglog", vcov="CR1")
     s = res.summary
-    assert "exp(coef) [HR]" in s.columns
+    assert list(s.columns) == ["coef", "exp(coef)", "se", "z", "p", "lower 95%", "upper 95%",
+                               "exp(lower 95%)", "exp(upper 95%)"]
     np.testing.assert_allclose(s["z"], res.params / res.se)
     assert any("cluster-robust" in n for n in res.notes)
     text = str(res)
-    assert "cloglog" in text and "site-years at risk" in text
+    assert "cloglog" in text and "site-years at risk" in text and "HR" in text
     lg = fit_discrete_time(panel, "team_size", link="logit")
-    assert "exp(coef) [OR]" in lg.summary.columns
+    assert "t" in lg.summary.columns and "df" in lg.summary.columns
+    assert "exp(coef) = OR" in str(lg)
     h = res.hazard(panel.head(3))
     assert ((h > 0) & (h < 1)).all()
 
@@ -137,5 +141,9 @@ def test_read_panel_custom_names():
     raw = pd.DataFrame({"clinic": ["a", "a"], "wave": [0, 1], "running": [1, 0]})
     pp = read_panel(raw, site="clinic", year="wave", active="running")
     assert pp["event"].tolist() == [0, 1]
-    res = fit_discrete_time(pd.concat([pp] * 1), "1", cluster="clinic", link="logit")
-    assert res.params.iloc[0] == pytest.approx(0.0)  # 1 event in 2 at-risk rows
+    with pytest.raises(DataError, match="at least 2 clusters"):
+        fit_discrete_time(pp, "1", cluster="clinic", link="logit")
+    two = read_panel(pd.concat([raw, raw.assign(clinic="b")]), site="clinic", year="wave",
+                     active="running")
+    res = fit_discrete_time(two, "1", cluster="clinic", link="logit")
+    assert res.params.iloc[0] == pytest.approx(0.0)  # 2 events in 4 at-risk rows

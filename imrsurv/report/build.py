@@ -325,8 +325,8 @@ def _section_discrete(ctx: _Context) -> None:
     sm = res.summary
     hr = next(c for c in sm.columns if c.startswith("exp(coef)"))
     table = pd.DataFrame({"term": sm.index, "coef": sm["coef"], "robust se": sm["se"],
-                          "hazard ratio": sm[hr], "95% CI": _ci_text(sm["exp lower 95%"],
-                                                                     sm["exp upper 95%"]),
+                          "hazard ratio": sm[hr], "95% CI": _ci_text(sm["exp(lower 95%)"],
+                                                                     sm["exp(upper 95%)"]),
                           "p": sm["p"]})
     d.table(table, caption="Discrete-time hazard model, cluster-robust standard errors by site.",
             fmt="{:.3f}")
