@@ -14,7 +14,7 @@ matplotlib until a model or plot is asked for.
 from __future__ import annotations
 
 from ._lazy import lazy_exports
-from .errors import DataError, Problem
+from .errors import ArgumentError, DataError, Problem
 from .history import History, read_history
 
 __version__ = "0.1.0"
@@ -39,9 +39,10 @@ _LAZY = {
     "fit_cox_dask": ".models.cox_dask", "DaskCoxResult": ".models.cox_dask",
     "plot_km": ".plots", "plot_mcf": ".plots", "plot_state_probabilities": ".plots",
     "report": ".report.build",
+    "parse_formula": ".formula",
 }
 
-__all__ = ["DataError", "History", "Problem", "__version__", "read_history", *_LAZY]
+__all__ = ["ArgumentError", "DataError", "History", "Problem", "__version__", "read_history", *_LAZY]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(),

@@ -8,6 +8,7 @@ name of the source.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,27 +36,93 @@ def read_table(obj: str | Path | pd.DataFrame, name: str) -> Table:
     """Read a CSV or Parquet file, or wrap a DataFrame, keeping row labels.
 
     CSV cells are read as text so that every value can be checked and reported
-    as the user wrote it.
+    as the user wrote it; each row's label is the file's physical line where the
+    row begins (blank lines and newlines inside quoted cells counted).
     """
     if isinstance(obj, pd.DataFrame):
         frame = obj.reset_index(drop=True).copy()
         frame.columns = [str(c).strip() for c in frame.columns]
+        _check_header(list(frame.columns), name, name)
         where = np.array([f"row {i}" for i in obj.index], dtype=object)
         return Table(frame, where, name)
+    if not isinstance(obj, (str, Path)) or (isinstance(obj, str) and not obj.strip()):
+        raise DataError([f"{name} must be a path (str or pathlib.Path) to a CSV or Parquet "
+                         f"file, or a pandas DataFrame, not {type(obj).__name__} {obj!r:.80}"],
+                        title="invalid argument")
     path = Path(obj)
     if not path.exists():
         raise DataError([Problem(str(path), None, None, "file not found")], f"cannot read {name}")
+    if path.is_dir():
+        raise DataError([Problem(str(path), None, None, "is a directory, not a file")],
+                        f"cannot read {name}")
     try:
         if path.suffix.lower() in {".parquet", ".pq"}:
             frame = pd.read_parquet(path)
+            lines = [f"row {i}" for i in range(len(frame))]
         else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            frame, lines = _read_csv(path)
+    except DataError:
+        raise
     except Exception as exc:  # the reader's own message, without its traceback
         raise DataError([Problem(path.name, None, None, f"unreadable: {exc}")],
                         f"cannot read {name}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    where = np.array([f"line {i + 2}" for i in range(len(frame))], dtype=object)
-    return Table(frame, where, path.name, path)
+    _check_header(list(frame.columns), path.name, name)
+    return Table(frame, np.array(lines, dtype=object), path.name, path)
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """All cells as text, and ``line N`` (physical line where each row starts)."""
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    header: list[str] | None = None
+    header_line = 0
+    problems = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        end = 0
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line
+            if header is None:
+                header, header_line = record, start
+                continue
+            if len(record) > len(header):
+                problems.append(Problem(path.name, f"line {start}", None,
+                                        f"{len(record)} cells but the header (line "
+                                        f"{header_line}) has {len(header)}"))
+                continue
+            rows.append(record + [""] * (len(header) - len(record)))
+            starts.append(start)
+    if header is None:
+        raise DataError([Problem(path.name, None, None, "empty file (no header line)")],
+                        "cannot read input")
+    if problems:
+        raise DataError(problems, "cannot read input")
+    frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else \
+        pd.DataFrame({c: pd.Series(dtype=object) for c in dict.fromkeys(header)})
+    if len(set(header)) != len(header):  # keep the duplicates for _check_header to name
+        frame = pd.DataFrame(rows, dtype=object)
+        frame.columns = header
+    return frame, [f"line {i}" for i in starts]
+
+
+def _check_header(columns: list[str], source: str, name: str) -> None:
+    """Duplicate or empty column names (after stripping spaces) are errors."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(columns):
+        if c in seen:
+            problems.append(Problem(source, None, None,
+                                    f'column "{c}" appears more than once (columns {seen[c] + 1}'
+                                    f" and {i + 1}, after stripping spaces); names must be unique"))
+        else:
+            seen[c] = i
+        if not c:
+            problems.append(Problem(source, None, None, f"column {i + 1} has no name"))
+    if problems:
+        raise DataError(problems, f"cannot read {name}")
 
 
 def missing_mask(values: pd.Series) -> np.ndarray:

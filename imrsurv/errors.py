@@ -41,3 +41,47 @@ class DataError(ValueError):
         lines = [f"{title}: {n} problem{'s' if n != 1 else ''}"]
         lines += [f"  {p}" for p in self.problems]
         super().__init__("\n".join(lines))
+
+
+class ArgumentError(DataError):
+    """An invalid function argument (a :class:`DataError`, hence a ``ValueError``).
+
+    Each problem names the argument, the value given and what is allowed.
+    """
+
+    def __init__(self, problems: list[Problem] | list[str], title: str = "invalid argument"):
+        super().__init__(problems, title=title)
+
+
+def bad_argument(name: str, value: object, allowed: str) -> ArgumentError:
+    """``ArgumentError`` saying ``name=value`` is not allowed and what is."""
+    return ArgumentError([f"{name}={value!r} is not allowed: {name} must be {allowed}"])
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...] | list[str]) -> str:
+    """``value`` if it is one of ``choices``, else :class:`ArgumentError`."""
+    if not isinstance(value, str) or value not in choices:
+        raise bad_argument(name, value, "one of " + ", ".join(f'"{c}"' for c in choices))
+    return value
+
+
+def check_number(name: str, value: object, *, minimum: float | None = None,
+                 strict: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite float (``>= minimum``, or ``> minimum`` when ``strict``).
+
+    Strings, booleans, None, nan and inf are refused with :class:`ArgumentError`.
+    """
+    import math
+    import numbers
+
+    kind = "a whole number" if integer else "a finite number"
+    if minimum is not None:
+        kind += f" {'>' if strict else '>='} {minimum:g}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise bad_argument(name, value, kind)
+    v = float(value)
+    if not math.isfinite(v) or (integer and v != int(v)):
+        raise bad_argument(name, value, kind)
+    if minimum is not None and (v <= minimum if strict else v < minimum):
+        raise bad_argument(name, value, kind)
+    return v

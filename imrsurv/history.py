@@ -7,6 +7,7 @@ A site's history is a sequence of states (cf. R survival's ``survcheck``):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from . import timeline
 from ._tables import TIME_UNITS, Table, parse_times, read_table
-from .errors import DataError, Problem
+from .errors import DataError, Problem, bad_argument, check_choice, check_number
 from .validate import (
     _EVENT_RANK,
     Checked,
@@ -49,9 +50,11 @@ class Accounting:
 class History:
     """Validated programme histories of a set of sites.
 
-    Times are in years on the analysis time scale (numeric input divided by
-    ``time_unit``; ISO dates as years since the site's start).
-    Build one with :func:`read_history`.
+    Times are in years on the analysis time scale: numeric input divided by
+    ``time_unit``; ISO dates as calendar years since the site's start (whole
+    anniversaries are whole years, the part of a year counted in days of that
+    year, as lubridate's ``time_length(interval, "years")``; see
+    :func:`imrsurv.validate.calendar_years`). Build one with :func:`read_history`.
     """
 
     _events: pd.DataFrame
@@ -63,6 +66,7 @@ class History:
     covariate_names: tuple[str, ...] = ()
     site_columns: tuple[str, ...] = ()
     _cache: dict = field(default_factory=dict, repr=False)
+    from_dates: bool = False  # times were ISO dates (calendar years since each start)
 
     # -- views (copies: the History itself never changes) --------------------
     @property
@@ -86,9 +90,12 @@ class History:
 
     def __repr__(self) -> str:
         s = self._sites
+        scale = ("calendar years since each site's start date" if self.from_dates
+                 else f"{self.time_unit} / {TIME_UNITS[self.time_unit]:g} = years")
+        follow = s["exit"] - s["entry"]
         return (f"<History: {len(s)} sites, {int(s['discontinuations'].sum())} discontinuations, "
-                f"{int(s['restarts'].sum())} restarts, follow-up {s['exit'].max():g} years; "
-                f"covariates: {', '.join(self.covariate_names) or 'none'}>")
+                f"{int(s['restarts'].sum())} restarts, follow-up up to {follow.max():.2f} years "
+                f"({scale}); covariates: {', '.join(self.covariate_names) or 'none'}>")
 
     # -- derived frames ---------------------------------------------------------
     def spells(self) -> pd.DataFrame:
@@ -205,10 +212,19 @@ def read_history(
     :class:`DataError` lists them all. With ``strict=False`` each site with a
     problem is set aside whole, and :attr:`History.accounting` says which and why.
     """
-    if time_unit not in TIME_UNITS:
-        raise DataError([f"time_unit must be one of {', '.join(TIME_UNITS)}, got {time_unit!r}"])
-    if not recent_window > 0:
-        raise DataError([f"recent_window must be positive, got {recent_window!r}"])
+    check_choice("time_unit", time_unit, tuple(TIME_UNITS))
+    recent_window = check_number("recent_window", recent_window, minimum=0, strict=True)
+    if not isinstance(strict, bool):
+        raise bad_argument("strict", strict, "True or False")
+    if isinstance(binary, str):
+        binary = (binary,)
+    if not isinstance(binary, (tuple, list, set, frozenset)) or \
+            not all(isinstance(b, str) for b in binary):
+        raise bad_argument("binary", binary, "a tuple of covariate column names")
+    binary = tuple(binary)
+    if events is None:
+        raise bad_argument("events", events, "a path to a CSV or Parquet event log, or a "
+                           "DataFrame with columns site, time, event")
     ev_t = read_table(events, "events")
     cov_t = None if covariates is None else read_table(covariates, "covariates")
     site_t = None if sites is None else read_table(sites, "sites")
@@ -217,6 +233,20 @@ def read_history(
         col_problems += require_columns(cov_t, ("site", "time"), "the covariate log")
     if site_t is not None:
         col_problems += require_columns(site_t, ("site",), "the site table")
+    if not col_problems and len(ev_t.frame) == 0:
+        col_problems.append(Problem(ev_t.source, None, None,
+                                    "the event log has no rows (only a header)"))
+    if cov_t is not None:
+        default = ("training_access",)
+        absent = [b for b in binary if b not in cov_t.frame.columns]
+        if absent and tuple(binary) != default:
+            col_problems.append(Problem(
+                "binary", None, None,
+                f"binary= names {', '.join(repr(b) for b in absent)}, not a column of the "
+                f"covariate log (columns: {', '.join(map(str, cov_t.frame.columns))})"))
+    elif tuple(binary) not in (("training_access",), ()):
+        col_problems.append(Problem("binary", None, None,
+                                    f"binary={binary!r} is given but there is no covariate log"))
     if col_problems:
         raise DataError(col_problems, "invalid input")
 
@@ -225,15 +255,20 @@ def read_history(
     starts = ev.frame[(ev.frame["event"] == "start") & ~ev.bad].groupby("site")
     site_entry = starts["time"].min()
     origin = starts["_date"].min() if ev_kind == "date" else None
-    cov = (None if cov_t is None else
-           check_covariates(cov_t, site_entry, origin, time_unit, ev_kind, binary))
     all_sites = pd.unique(ev.frame["site"].dropna())
+    cov = (None if cov_t is None else
+           check_covariates(cov_t, site_entry, origin, time_unit, ev_kind, binary,
+                            event_sites=all_sites, entry_shown=starts["_raw_time"].first()))
     st = None if site_t is None else check_sites(site_t, all_sites)
     problems = ev.problems + (cov.problems if cov else []) + (st.problems if st else [])
     problems.sort(key=lambda p: (_source_order(p, ev_t, cov_t, site_t), _line_number(p.where)))
     if problems and strict:
         raise DataError(problems, "invalid input")
-    return _build(ev, cov, st, ev_t, cov_t, site_t, problems, time_unit, recent_window)
+    hist = _build(ev, cov, st, ev_t, cov_t, site_t, problems, time_unit, recent_window)
+    if hist.n_sites == 0:
+        raise DataError(problems + [Problem(ev_t.source, None, None,
+                                            "no site is left to analyse")], "invalid input")
+    return dataclasses.replace(hist, from_dates=ev_kind == "date", _cache={})
 
 
 def _source_order(p: Problem, *tables: Table | None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._tables import DAYS_PER_YEAR, TIME_UNITS, ParsedTimes, Table, display, missing_mask, parse_times
+from ._tables import TIME_UNITS, ParsedTimes, Table, display, missing_mask, parse_times
 from .errors import Problem
 
 EVENTS = ("start", "discontinue", "restart", "end")
@@ -55,7 +55,8 @@ def require_columns(table: Table, required: tuple[str, ...], what: str) -> list[
 def _site_column(table: Table) -> tuple[np.ndarray, np.ndarray]:
     """Site labels as text, and a mask of rows with no site."""
     raw = table.frame["site"]
-    missing = missing_mask(raw)
+    # site ids are labels: "NA" or "None" is a site name; only an empty cell is missing
+    missing = (raw.isna() | raw.astype(str).str.strip().eq("")).to_numpy(dtype=bool)
     sites = raw.astype(str).str.strip().to_numpy(dtype=object)
     sites[missing] = None
     return sites, missing
@@ -95,7 +96,7 @@ def check_events(table: Table, time_unit: str) -> Checked:
 
     Returns a frame with ``site, time, event, line, _pos`` (+ ``practice``), one
     row per input row, ``time`` in years: numeric times divided by the unit,
-    ISO dates as years since that site's ``start`` (365.25-day years).
+    ISO dates as calendar years since that site's ``start`` (:func:`calendar_years`).
     """
     problems: list[Problem] = []
     frame = table.frame
@@ -236,9 +237,7 @@ def _to_years(out: pd.DataFrame, kind: str | None, time_unit: str) -> np.ndarray
     if kind == "date":
         start_date = out[out["event"] == "start"].groupby("site")["_date"].min()
         origin = out["site"].map(start_date).to_numpy(dtype="datetime64[ns]")
-        delta = (out["_date"].to_numpy() - origin).astype("timedelta64[ns]").astype("int64")
-        years = delta / (8.64e13 * DAYS_PER_YEAR)
-        return np.where(np.isnat(origin) | np.isnat(out["_date"].to_numpy()), np.nan, years)
+        return calendar_years(origin, out["_date"].to_numpy(dtype="datetime64[ns]"))
     return out["_num"].to_numpy() / TIME_UNITS[time_unit]
 
 
@@ -264,11 +263,16 @@ def check_covariates(
     time_unit: str,
     event_kind: str | None,
     binary: tuple[str, ...],
+    event_sites: object = None,
+    entry_shown: pd.Series | None = None,
 ) -> Checked:
     """Check the covariate log against the sites of the (checked) event log.
 
     ``site_entry`` maps each valid site to its start time in years;
-    ``site_origin_date`` maps it to its start date when event times are dates.
+    ``site_origin_date`` maps it to its start date when event times are dates;
+    ``event_sites`` are all sites of the event log (also those with problems,
+    whose covariate rows are set aside with them); ``entry_shown`` is each
+    site's start time as the user wrote it (for messages).
     """
     problems: list[Problem] = []
     frame = table.frame
@@ -276,10 +280,14 @@ def check_covariates(
     bad = no_site.copy()
     for i in np.flatnonzero(no_site):
         problems.append(_problem(table, i, None, "missing site"))
-    unknown = ~no_site & ~pd.Series(sites).isin(site_entry.index).to_numpy()
+    known = pd.Series(sites).isin(site_entry.index).to_numpy()
+    # a site of the event log with problems there: its rows go (or are set aside) with it
+    with_site = ~no_site & ~known & pd.Series(sites).isin(
+        [] if event_sites is None else list(event_sites)).to_numpy()
+    unknown = ~no_site & ~known & ~with_site
     for i in np.flatnonzero(unknown):
         problems.append(_problem(table, i, sites[i], "covariate row for a site not in the event log"))
-    bad |= unknown
+    bad |= unknown | with_site
 
     times = parse_times(frame["time"])
     problems += _time_problems(table, times, sites, "time")
@@ -293,8 +301,7 @@ def check_covariates(
     out = pd.DataFrame({"site": sites, "_pos": np.arange(len(frame)), "line": table.where})
     if kind == "date" and site_origin_date is not None:
         origin = pd.Series(sites).map(site_origin_date).to_numpy(dtype="datetime64[ns]")
-        delta = (times.date - origin).astype("timedelta64[ns]").astype("int64")
-        out["time"] = np.where(np.isnat(origin), np.nan, delta / (8.64e13 * DAYS_PER_YEAR))
+        out["time"] = calendar_years(origin, times.date)
     else:
         out["time"] = times.number / TIME_UNITS[time_unit]
 
@@ -305,7 +312,11 @@ def check_covariates(
         bad |= col_bad
         out[col] = values
 
-    keyed = out.assign(_raw=display(frame["time"]))
+    shown_time = display(frame["time"])
+    parsed_key = np.where(np.isin(times.kind, ["number", "date"]),
+                          np.where(times.kind == "number", times.number.astype(str),
+                                   times.date.astype(str)), shown_time)
+    keyed = out.assign(_raw=parsed_key)
     dup = keyed.duplicated(["site", "_raw"], keep="first").to_numpy() & ~bad
     first = keyed.groupby(["site", "_raw"], sort=False, dropna=False)["_pos"].transform("first")
     for i in np.flatnonzero(dup):
@@ -322,9 +333,11 @@ def check_covariates(
                                 "no covariate rows for this site (covariates missing at its start)"))
     late = (first_row["time"] > site_entry + 1e-12).to_numpy()
     for site, row in first_row[late].iterrows():
+        start = (entry_shown[site] if entry_shown is not None and site in entry_shown.index
+                 else f"{site_entry[site]:g}")
         problems.append(_problem(table, int(row["_pos"]), site,
                                  f"covariates missing at the site's start: first row is at "
-                                 f"{row['time']:g}, start is at {site_entry[site]:g}"))
+                                 f"{shown_time[int(row['_pos'])]}, start is at {start}"))
     return Checked(out, problems, bad)
 
 
@@ -347,6 +360,11 @@ def _check_covariate_column(
         problems.append(_problem(table, i, sites[i], f'{col} "{shown[i]}" is not a number'))
     bad |= not_number
     v = numeric.to_numpy(dtype=float)
+    infinite = np.isinf(v)
+    for i in np.flatnonzero(infinite):
+        problems.append(_problem(table, i, sites[i], f"{col} {shown[i]} is not finite"))
+    bad |= infinite
+    v = np.where(infinite, np.nan, v)
     if col == "team_size":
         neg = v < 0
         for i in np.flatnonzero(neg):
@@ -387,3 +405,42 @@ def check_sites(table: Table, event_sites: np.ndarray) -> Checked:
         if num.notna().sum() == (~missing_mask(frame[col])).sum():
             frame[col] = num
     return Checked(frame, problems, no_site | dup | unknown)
+
+
+def calendar_years(origin: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Calendar years from ``origin`` to ``dates`` (datetime64 arrays; NaT gives NaN).
+
+    As lubridate's ``time_length(interval(origin, date), "years")``: the number
+    ``n`` of whole anniversaries of ``origin`` passed, plus the time since the
+    last anniversary over the length of the year that follows it (365 or 366
+    days); an anniversary of 29 February is 28 February in a common year.  So
+    2016-07-01 to 2022-07-01 is exactly 6 years.  Dates before ``origin`` give
+    the negative of the same rule counted backwards.
+    """
+    o = pd.DatetimeIndex(np.asarray(origin, dtype="datetime64[ns]"))
+    d = pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[ns]"))
+    out = np.full(len(d), np.nan)
+    ok = ~(o.isna() | d.isna())
+    if not ok.any():
+        return out
+    o, d = o[ok], d[ok]
+    sign = np.where(d >= o, 1, -1)
+    n = (d.year - o.year).to_numpy()
+
+    def anniversary(k: np.ndarray) -> np.ndarray:
+        year = o.year.to_numpy() + k
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        day = np.where((o.month == 2) & (o.day == 29) & ~leap, 28, o.day)
+        base = pd.to_datetime(pd.DataFrame({"year": year, "month": o.month, "day": day}))
+        return (base + (o - o.normalize())).to_numpy(dtype="datetime64[ns]")
+
+    dv = d.to_numpy(dtype="datetime64[ns]")
+    ann = anniversary(n)
+    past = np.where(sign > 0, ann > dv, ann < dv)  # went one anniversary too far
+    n = n - np.where(past, sign, 0)
+    prev = anniversary(n)
+    nxt = anniversary(n + sign)
+    sofar = (dv - prev).astype("int64").astype(float)
+    total = np.abs((nxt - prev).astype("int64").astype(float))
+    out[ok] = n + sofar / total
+    return out

@@ -145,8 +145,32 @@ def test_dates_become_years_since_site_start():
     h = ims.read_history(ev, cov)
     t = h.events.set_index(["site", "event"])["time"]
     assert t[("A", "start")] == 0.0 and t[("B", "start")] == 0.0
-    assert t[("A", "discontinue")] == pytest.approx(366 / 365.25)
-    assert t[("B", "end")] == pytest.approx(730 / 365.25)
+    # calendar years: whole anniversaries are whole years (2016 is a leap year)
+    assert t[("A", "discontinue")] == 1.0
+    assert t[("A", "end")] == 6.0
+    assert t[("B", "end")] == 2.0
+
+
+def test_dates_are_calendar_years_so_six_anniversaries_are_six_years():
+    ev = pd.DataFrame({"site": ["A"] * 3 + ["B"] * 2,
+                       "time": ["2016-07-01", "2020-01-01", "2022-07-01", "2016-07-01", "2022-06-30"],
+                       "event": ["start", "discontinue", "end", "start", "end"]})
+    h = ims.read_history(ev)
+    t = h.events.set_index(["site", "event"])["time"]
+    assert t[("A", "end")] == 6.0
+    # 2019-07-01 + 184 days of the 366-day year to 2020-07-01
+    assert t[("A", "discontinue")] == pytest.approx(3 + 184 / 366, abs=1e-12)
+    assert t[("B", "end")] == pytest.approx(5 + 364 / 365, abs=1e-12)
+    status = h.status_at(6)
+    assert status["A"] == "discontinued" and status["B"] == "censored"
+    assert "calendar years" in repr(h)
+
+
+def test_calendar_years_leap_day_anniversary():
+    from imrsurv.validate import calendar_years
+    o = np.array(["2016-02-29"] * 3 + ["2016-07-01"], dtype="datetime64[ns]")
+    d = np.array(["2017-02-28", "2020-02-29", "2017-03-01", "2016-06-30"], dtype="datetime64[ns]")
+    np.testing.assert_allclose(calendar_years(o, d), [1.0, 4.0, 1 + 1 / 365, -1 / 366])
 
 
 def test_time_unit_months():
