@@ -120,6 +120,9 @@ class History:
         at risk while discontinued, event = restart. Rows are split at every
         covariate change so covariates are constant on each (start, stop].
         """
+        scheme = timeline.check_choice(
+            "scheme", scheme.lower() if isinstance(scheme, str) else scheme, timeline.SCHEMES)
+        timeline.check_choice("outcome", outcome, timeline.OUTCOMES)
         key = ("cp", scheme, outcome)
         if key not in self._cache:
             self._cache[key] = timeline.counting_process(
@@ -147,6 +150,7 @@ class History:
         not active at the horizon; ``censored``: follow-up ended before the
         horizon (or the site started after it). An event at the horizon counts.
         """
+        horizon = check_number("horizon", horizon, minimum=0)
         ev = self._events
         sites = self._sites.set_index("site")
         upto = ev[(ev["time"] <= horizon) & (ev["event"] != "end")]
@@ -165,6 +169,10 @@ class History:
 
         One row per level of ``by`` (a site column) and an ``all`` row.
         """
+        if by is not None and (not isinstance(by, str) or (
+                by not in self._sites.columns and by != "practice")):
+            raise bad_argument("by", by, "None or a site column: "
+                               + ", ".join(c for c in self._sites.columns if c != "site"))
         sp = self.spells()
         sp["years"] = sp["stop"] - sp["start"]
         sp["active"] = sp["state"] != "discontinued"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .errors import check_choice
+
 SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw", "first")
 OUTCOMES = ("discontinue", "restart")
 _STATE_AFTER = {"start": "sustained", "restart": "restarted", "discontinue": "discontinued"}
@@ -120,11 +122,9 @@ def _count_upto(event_keys: np.ndarray, floor: np.ndarray, at: np.ndarray) -> np
 def counting_process(sp: pd.DataFrame, sites: pd.DataFrame, cov: pd.DataFrame | None,
                      scheme: str, outcome: str, site_columns: tuple[str, ...]) -> pd.DataFrame:
     """The (start, stop] frame for a scheme; see :meth:`History.counting_process`."""
-    scheme = scheme.lower()
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+    scheme = check_choice("scheme", scheme.lower() if isinstance(scheme, str) else scheme,
+                          tuple(SCHEMES))
+    check_choice("outcome", outcome, tuple(OUTCOMES))
     at_risk_state = sp["state"] == "discontinued"
     if outcome == "discontinue":
         at_risk_state = ~at_risk_state

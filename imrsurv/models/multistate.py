@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..errors import DataError, Problem
+from ..errors import ArgumentError, DataError, Problem, bad_argument, check_choice, check_number
 
 STATES = ("sustained", "discontinued", "restarted")
 NEXT_VALUES = ("discontinued", "restarted", "censored")
@@ -266,8 +266,8 @@ def _spells_from(data, by: str | None) -> tuple[pd.DataFrame, str | None]:
         return spells, by
     if isinstance(data, pd.DataFrame):
         return data, by
-    raise TypeError("expected a History or a spells DataFrame "
-                    f"(site, start, stop, state, next), got {type(data).__name__}")
+    raise ArgumentError(["data must be a History or a spells DataFrame (site, start, stop, "
+                         f"state, next), not {type(data).__name__}"])
 
 
 def check_spells(spells: pd.DataFrame, by: str | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -383,10 +383,31 @@ def _ci(p, se, conf_level, conf_type):
 
 
 def _check_times(times, name="times") -> np.ndarray:
-    t = np.atleast_1d(np.asarray(times, float))
-    if t.ndim != 1 or not np.all(np.isfinite(t)):
-        raise ValueError(f"{name} must be finite numbers")
-    return t
+    """``times`` as a 1-d float array; strings, booleans, nan and inf are an ArgumentError."""
+    items = list(times) if isinstance(times, (list, tuple, np.ndarray, pd.Series, pd.Index)) \
+        else [times]
+    bad = [v for v in items if isinstance(v, (bool, np.bool_)) or
+           not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v)]
+    if bad or not items:
+        raise ArgumentError([f"{name}={times!r} is not allowed: {name} must be one or more "
+                             f"finite numbers (years); bad: {', '.join(map(repr, bad[:10]))}"
+                             if bad else f"{name} is empty: give one or more finite numbers"])
+    return np.asarray(items, dtype=float)
+
+
+def _check_common(horizon=None, by=None, conf_level=None, conf_type=None) -> float | None:
+    """Argument checks shared by the public functions; the horizon as a float."""
+    if by is not None and not isinstance(by, str):
+        raise bad_argument("by", by, "None or the name of a site column")
+    if conf_level is not None:
+        level = check_number("conf_level", conf_level, minimum=0, strict=True)
+        if level >= 1:
+            raise bad_argument("conf_level", conf_level, "a number between 0 and 1")
+    if conf_type is not None:
+        check_choice("conf_type", conf_type, ("log", "logit", "plain"))
+    if horizon is None:
+        return None
+    return check_number("horizon", horizon, minimum=0, strict=True)
 
 
 # ---------------------------------------------------------------------------
@@ -418,6 +439,9 @@ def state_probabilities(data, times=None, by: str | None = None, *, conf_level: 
     follow-up of a group are NaN (with a warning): the estimate is never
     carried past the data. ``df.attrs["notes"]`` lists anything left out.
     """
+    _check_common(by=by, conf_level=conf_level, conf_type=conf_type)
+    if times is not None:
+        _check_times(times)
     spells, by = _spells_from(data, by)
     df, notes = check_spells(spells, by)
     out = []
@@ -476,7 +500,7 @@ def restricted_mean_time_in_state(data, horizon: float, by: str | None = None) -
     Returns ``[group,] state, horizon, years, se`` (state also ``active``);
     NaN with a warning when the horizon lies beyond the last follow-up.
     """
-    horizon = float(horizon)
+    horizon = _check_common(horizon, by=by)
     spells, by = _spells_from(data, by)
     df, notes = check_spells(spells, by)
     rows = []
@@ -511,7 +535,7 @@ def expected_restarts(data, horizon: float, by: str | None = None,
     discontinued). Returns ``[group,] horizon, transition, expected, se,
     lower, upper``.
     """
-    horizon = float(horizon)
+    horizon = _check_common(horizon, by=by)
     spells, by = _spells_from(data, by)
     df, notes = check_spells(spells, by)
     i = {s: k for k, s in enumerate(STATES)}
@@ -635,7 +659,7 @@ def bond_status(history, horizon: float = 6.0, by: str | None = None, *,
     also sites that entered late. A horizon beyond a group's follow-up gives
     NaN estimates and a warning, never an extrapolation.
     """
-    horizon = float(horizon)
+    horizon = _check_common(horizon, by=by)
     spells, by = _spells_from(history, by)
     df, notes = check_spells(spells, by)
     if hasattr(history, "status_at") and callable(history.status_at):
