@@ -43,6 +43,18 @@ class DataError(ValueError):
         super().__init__("\n".join(lines))
 
 
+class NotEstimable(DataError):
+    """A quantity the data cannot determine (a singular information matrix, ...).
+
+    The message is one sentence saying what cannot be estimated and why, fit
+    to print in a report.
+    """
+
+    def __init__(self, message: str, title: str = "cannot be estimated"):
+        super().__init__([message], title=title)
+        self.reason = message
+
+
 class ArgumentError(DataError):
     """An invalid function argument (a :class:`DataError`, hence a ``ValueError``).
 
