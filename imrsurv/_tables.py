@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, Problem
+from .errors import ArgumentError, DataError, Problem
 
 DAYS_PER_YEAR = 365.25
 TIME_UNITS = {"years": 1.0, "months": 12.0, "weeks": DAYS_PER_YEAR / 7.0, "days": DAYS_PER_YEAR}
@@ -46,9 +46,9 @@ def read_table(obj: str | Path | pd.DataFrame, name: str) -> Table:
         where = np.array([f"row {i}" for i in obj.index], dtype=object)
         return Table(frame, where, name)
     if not isinstance(obj, (str, Path)) or (isinstance(obj, str) and not obj.strip()):
-        raise DataError([f"{name} must be a path (str or pathlib.Path) to a CSV or Parquet "
-                         f"file, or a pandas DataFrame, not {type(obj).__name__} {obj!r:.80}"],
-                        title="invalid argument")
+        raise ArgumentError([f"{name} must be a path (str or pathlib.Path) to a CSV or "
+                             f"Parquet file, or a pandas DataFrame, not {type(obj).__name__} "
+                             f"{obj!r:.80}"])
     path = Path(obj)
     if not path.exists():
         raise DataError([Problem(str(path), None, None, "file not found")], f"cannot read {name}")
