@@ -46,13 +46,49 @@ def test_logrank_matches_r_survdiff():
     assert stat == pytest.approx(res.logrank["statistic"], rel=1e-8)
 
 
+KM_REF = json.loads((Path(__file__).parent / "fixtures" / "km" / "km.json").read_text())
+
+
+def _r(values) -> np.ndarray:
+    return np.array([np.nan if v == "NaN" else v for v in values], float)
+
+
+@pytest.mark.parametrize("name", ["spells", "lost"])
+def test_table_counts_follow_r_summary_survfit_times(name):
+    data = SPELLS if name == "spells" else pd.read_csv(HERE.parent / "km" / "lost.csv")
+    res = km_first(data, by="group", times=KM_REF["times"])
+    for g, ref in KM_REF[name].items():
+        t = res.table[res.table["group"] == g]
+        # events and censorings per interval, risk set of R's next time point (late entry)
+        np.testing.assert_array_equal(t["n_risk"], ref["n_risk"])
+        np.testing.assert_array_equal(t["n_events"], ref["n_event"])
+        np.testing.assert_array_equal(t["n_censor"], ref["n_censor"])
+        inside = t["time"].to_numpy() <= ref["last_time"]
+        np.testing.assert_allclose(t["survival"][inside], _r(ref["surv"])[inside], atol=1e-12)
+        np.testing.assert_allclose(t["se"][inside], _r(ref["std_err"])[inside], atol=1e-10)
+        # past the last follow-up: unknown (NaN) unless the curve reached 0 (R extend=TRUE
+        # carries the last value forward; a curve at 0 stays at 0)
+        past = t["survival"][~inside].to_numpy()
+        r_past = _r(ref["surv"])[~inside]
+        assert np.all(np.where(r_past == 0, past == 0, np.isnan(past)))
+
+
+def test_group_that_lost_all_sites_shows_zero_not_nan():
+    d = pd.read_csv(HERE.parent / "km" / "lost.csv")
+    res = km_first(d, by="group", times=[1, 2, 3, 6])
+    x = res.table[res.table["group"] == "x"]
+    assert x["survival"].tolist() == pytest.approx([1 / 3, 0, 0, 0])
+    assert x["n_risk"].tolist() == [1, 0, 0, 0]
+    assert x["n_events"].sum() == 3
+
+
 def test_medians_and_table_shape():
     res = km_first(SPELLS, by="group")
     m = res.medians.set_index("group")
     assert np.isinf(m.loc["A", "median"]) or m.loc["A", "median"] > 0
     assert m.loc["B", "median"] == pytest.approx(2.7)
-    assert set(res.table.columns) == {"group", "time", "n_risk", "n_events", "survival", "se",
-                                      "lower", "upper"}
+    assert set(res.table.columns) == {"group", "time", "n_risk", "n_events", "n_censor",
+                                      "survival", "se", "lower", "upper"}
     assert res.table["time"].max() == np.floor(SPELLS["stop"].max())
     assert "Kaplan-Meier" in str(res)
 
@@ -66,7 +102,7 @@ def test_no_events_single_site_and_beyond_follow_up():
     assert x["survival"].isna().tolist() == [False, True, True, True]  # x followed to 4
     y = res.table[res.table["group"] == "y"].set_index("time")
     assert y.loc[5, "survival"] == 1.0 and y.loc[6, "survival"] == 0.0
-    assert np.isnan(y.loc[7, "survival"])
+    assert y.loc[7, "survival"] == 0.0  # a curve that reached 0 stays there
     one = km_first(d[d["site"] == "a"])
     assert one.logrank is None
     assert np.isinf(one.medians["median"].iloc[0])

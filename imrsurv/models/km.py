@@ -103,6 +103,20 @@ class KMResult:
     notes: list[str] = field(default_factory=list)
     data: pd.DataFrame = field(default=None, repr=False)
 
+    def at_risk(self, times) -> pd.DataFrame:
+        """``[group,] time, n_risk, n_events, n_censor`` at ``times`` (as ``table``)."""
+        times = np.sort(np.atleast_1d(np.asarray(times, float)))
+        groups = [(None, self.data)] if self.by is None else list(
+            self.data.groupby("group", sort=True))
+        rows = []
+        for g, sub in groups:
+            frame = pd.DataFrame({"time": times, **risk_counts(sub["start"], sub["stop"],
+                                                               sub["event"], times)})
+            if self.by is not None:
+                frame.insert(0, "group", g)
+            rows.append(frame)
+        return pd.concat(rows, ignore_index=True)
+
     def plot(self, ax=None, at_risk: bool = True, **kwargs):
         """KM curves (one per group) with an at-risk table underneath."""
         from ..plots import plot_km
@@ -123,6 +137,28 @@ class KMResult:
     __repr__ = __str__
 
 
+def risk_counts(start, stop, event, times) -> dict[str, np.ndarray]:
+    """At-risk, event and censoring counts at ``times``, as R ``summary(survfit, times=)``.
+
+    ``n_risk(t)`` = #{start < u <= stop} with u the first stop time >= t (R's
+    convention: the risk set of the curve's next time point); ``n_events`` and ``n_censor`` count the
+    events and censorings in (previous time, t] (the first interval starts at
+    -inf). The figure's at-risk row and the table both use this function.
+    """
+    st, sp, ev = (np.asarray(a, float) for a in (start, stop, event))
+    times = np.asarray(times, float)
+    # R reads n.risk at t off the curve's next time point (the first stop >= t), so a
+    # site that enters between t and that point is already counted
+    grid = np.unique(sp)
+    k = np.searchsorted(grid, times, side="left")
+    at = np.where(k < len(grid), grid[np.minimum(k, len(grid) - 1)], np.inf)
+    n_risk = ((st[None, :] < at[:, None]) & (sp[None, :] >= at[:, None])).sum(1)
+    cum_ev = ((sp[None, :] <= times[:, None]) & (ev[None, :] == 1)).sum(1)
+    cum_cens = ((sp[None, :] <= times[:, None]) & (ev[None, :] == 0)).sum(1)
+    return {"n_risk": n_risk, "n_events": np.diff(cum_ev, prepend=0),
+            "n_censor": np.diff(cum_cens, prepend=0)}
+
+
 def km_first(history, by: str | None = None, times=None, *,
              conf_level: float = 0.95) -> KMResult:
     """Kaplan-Meier of time to first discontinuation, by group, with a log-rank test.
@@ -141,7 +177,9 @@ def km_first(history, by: str | None = None, times=None, *,
     Returns
     -------
     :class:`KMResult` with ``.table`` (``[group,] time, n_risk, n_events,
-    survival, se, lower, upper``; NaN past a group's last follow-up),
+    n_censor, survival, se, lower, upper``; counts as R ``summary(survfit,
+    times=)``: events and censorings in (previous time, time]; NaN past a
+    group's last follow-up unless the curve has reached 0),
     ``.medians`` (``[group,] n, events, median, lower, upper``; ``inf`` =
     not reached), ``.logrank`` (statistic, df, p) and ``.plot()``.
     """
@@ -161,7 +199,7 @@ def km_first(history, by: str | None = None, times=None, *,
     if times is None:
         top = np.floor(d["stop"].max())
         times = np.arange(1.0, top + 1.0) if top >= 1 else np.array([d["stop"].max()])
-    times = np.atleast_1d(np.asarray(times, float))
+    times = np.sort(np.atleast_1d(np.asarray(times, float)))
     groups = [(None, d)] if by is None else list(d.groupby("group", sort=True))
     z_alpha = 1 - conf_level
     rows, med, fitters = [], [], {}
@@ -180,11 +218,13 @@ def km_first(history, by: str | None = None, times=None, *,
         lo = np.where(idx >= 0, ci[np.maximum(idx, 0), 0], 1.0)
         hi = np.where(idx >= 0, ci[np.maximum(idx, 0), 1], 1.0)
         st, sp, ev = (sub[c].to_numpy(float) for c in ("start", "stop", "event"))
-        n_risk = ((st[None, :] < times[:, None]) & (sp[None, :] >= times[:, None])).sum(1)
-        n_ev = ((sp[None, :] <= times[:, None]) & (ev[None, :] == 1)).sum(1)
-        beyond = times > sp.max()
+        counts = risk_counts(st, sp, ev, times)
+        # past the last follow-up the curve is unknown (NaN), unless it has reached 0: a
+        # group that lost every site stays at 0 (as lifelines and R extend=TRUE say)
+        beyond = (times > sp.max()) & ~(s == 0)
+        se = np.where(s == 0, np.nan, se)  # R: std.err of a curve at 0 is NaN
         s, se, lo, hi = (np.where(beyond, np.nan, v) for v in (s, se, lo, hi))
-        frame = pd.DataFrame({"time": times, "n_risk": n_risk, "n_events": n_ev,
+        frame = pd.DataFrame({"time": times, **counts,
                               "survival": s, "se": se, "lower": lo, "upper": hi})
         if by is not None:
             frame.insert(0, "group", g)
@@ -194,7 +234,11 @@ def km_first(history, by: str | None = None, times=None, *,
              "lower": float(np.asarray(mci)[0, 0]), "upper": float(np.asarray(mci)[0, 1])}
         med.append({"group": g, **m} if by is not None else m)
     if any(times > d["stop"].max()):
-        notes.append("times after the last follow-up are NaN (not extrapolated)")
+        notes.append("times after the last follow-up are NaN (not extrapolated), except where "
+                      "the curve has reached 0")
+    notes.append("table: n_risk = sites at risk at each time; n_events / n_censor = first "
+                 "discontinuations / censorings in (previous time, time], as R "
+                 "summary(survfit, times=)")
     table = pd.concat(rows, ignore_index=True)
     medians = pd.DataFrame(med)
 

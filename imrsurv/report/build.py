@@ -1,15 +1,22 @@
 """Run the analyses a spec asks for and lay them out as a PDF.
 
-Each ``_section_*`` function adds pages to the document and returns the
+Each ``_section_*`` function adds pages to the document and records the
 methods sentences and references for what it actually ran; the methods
 section is assembled from those, so it never describes an analysis that was
 not done.
+
+Graceful degradation: a section that cannot be estimated on the data (a
+:class:`DataError` from a model, or a known numerical failure: singular
+information matrix, floating-point error) is replaced by its heading and a
+paragraph saying why, the failure is listed under Methods, and the rest of
+the report is still written. Anything else is a bug and propagates.
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +27,17 @@ import pandas as pd
 from .. import __version__
 from ..errors import DataError
 from ..history import History, read_history
+from ..labels import label
 from . import figures
+from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
 from .spec import ReportSpec, load_spec
+
+# failures a section may meet on small or degenerate data; they are reported in the PDF
+NUMERICAL_FAILURES = (np.linalg.LinAlgError, FloatingPointError)
+# |coef| beyond this is treated as diverging when the fit does not say (monotone likelihood)
+DIVERGING_COEF = 15.0
 
 REFERENCES = {
     "AG": "Andersen PK, Gill RD (1982). Cox's regression model for counting processes: a large "
@@ -58,6 +72,9 @@ class _Context:
     doc: Document
     methods: list[str] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    fit_warnings: list[str] = field(default_factory=list)
+    fits: dict = field(default_factory=dict)
 
     def cite(self, *keys: str) -> None:
         for k in keys:
@@ -69,13 +86,33 @@ class _Context:
         g = self.spec.group
         return g if g and g in self.hist.sites.columns else None
 
+    def label(self, name: object) -> str:
+        return label(name, self.hist.recent_window)
+
+
+SECTION_TITLES = {
+    "summary": "Data and validation",
+    "bond": "Programme status at the horizon",
+    "km": "Time to first discontinuation",
+    "mcf": "Repeated discontinuations: mean cumulative function",
+    "states": "Sustained, discontinued, restarted over time",
+    "recurrent": "Recurrent discontinuations: Cox models",
+    "ph": "Proportional hazards diagnostics",
+    "discrete": "Discrete-time hazards (annual interviews)",
+    "frailty": "Site heterogeneity: shared gamma frailty",
+}
+
 
 def report(spec: str | Path | dict, out: str | Path, *, command: str | None = None) -> Path:
     """Build the PDF report a spec describes and write it atomically to ``out``.
 
-    Invalid data stops with :class:`DataError` before any page is written.
+    Invalid data stops with :class:`DataError` before any page is written; a
+    section that cannot be estimated says why in the PDF (see the module notes).
     """
     out = Path(out)
+    if out.is_dir():
+        raise DataError([f"output {out} is a directory; give a file name such as "
+                         f"{out / 'report.pdf'}"], "cannot write report")
     if not out.parent.exists():
         raise DataError([f"output directory {out.parent} does not exist"], "cannot write report")
     sp = load_spec(spec)
@@ -84,17 +121,47 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
     doc = Document(sp.title)
     ctx = _Context(sp, hist, panel, doc)
     _title_page(ctx)
-    sections = {"summary": _section_summary, "bond": _section_bond, "km": _section_km,
-                "mcf": _section_mcf, "states": _section_states,
-                "recurrent": _section_recurrent, "ph": _section_ph,
-                "discrete": _section_discrete, "frailty": _section_frailty}
+    sections: dict[str, Callable[[_Context], None]] = {
+        "summary": _section_summary, "bond": _section_bond, "km": _section_km,
+        "mcf": _section_mcf, "states": _section_states, "recurrent": _section_recurrent,
+        "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for name in sp.sections:
-            sections[name](ctx)
+            _run_section(ctx, name, sections[name])
     _section_methods(ctx, caught)
     _section_provenance(ctx, command or "imrsurv " + " ".join(sys.argv[1:]))
     return doc.save(out)
+
+
+def _run_section(ctx: _Context, name: str, fn: Callable[[_Context], None]) -> None:
+    """Run one section; on a known failure drop its partial pages and say why instead."""
+    d = ctx.doc
+    mark, heads, n_methods = len(d.story), list(d._headings), len(ctx.methods)
+    try:
+        fn(ctx)
+    except (DataError, *NUMERICAL_FAILURES) as exc:
+        plt.close("all")
+        del d.story[mark:]
+        d._headings[:] = heads
+        del ctx.methods[n_methods:]
+        reason = _reason(exc)
+        title = SECTION_TITLES[name]
+        if name == "bond":
+            title = f"Programme status at {ctx.spec.horizon:g} years"
+        d.heading(title)
+        d.paragraph(f"This section could not be estimated on these data: {reason}")
+        ctx.failures.append((title, f"{type(exc).__name__}: {reason}"))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, np.linalg.LinAlgError):
+        return (f"the information matrix is singular ({exc}); typically too few events, a "
+                "covariate that does not vary, or a term whose likelihood is monotone.")
+    if isinstance(exc, FloatingPointError):
+        return f"a floating-point failure ({exc}); typically too few events or sites."
+    text = str(exc).strip().replace("\n", "; ")
+    return text if text.endswith(".") else text + "."
 
 
 def _load_data(sp: ReportSpec) -> tuple[History, pd.DataFrame | None]:
@@ -110,6 +177,28 @@ def _load_data(sp: ReportSpec) -> tuple[History, pd.DataFrame | None]:
 
 
 # -- pages -----------------------------------------------------------------------------
+def describe_data(ctx: _Context) -> str:
+    """One sentence about the data the report reads, computed from the History."""
+    h, sites = ctx.hist, ctx.hist.sites
+    follow = (sites["exit"] - sites["entry"]).to_numpy(float)
+    parts = [f"{h.n_sites} sites"]
+    if ctx.group:
+        levels = sorted(map(str, pd.unique(sites[ctx.group])))
+        parts.append(f"{len(levels)} {ctx.label(ctx.group).lower()} group(s) "
+                     f"({', '.join(levels[:8])}{', ...' if len(levels) > 8 else ''})")
+    if np.isclose(follow.min(), follow.max()):
+        parts.append(f"each followed {follow.max():.2f} years")
+    else:
+        parts.append(f"followed {follow.min():.2f} to {follow.max():.2f} years "
+                     f"(median {np.median(follow):.2f})")
+    n_disc = int(sites["discontinuations"].sum())
+    n_rest = int(sites["restarts"].sum())
+    parts.append(f"{n_disc} discontinuation(s) and {n_rest} restart(s)")
+    if h.covariate_names:
+        parts.append("covariates " + ", ".join(ctx.label(c) for c in h.covariate_names))
+    return "; ".join(parts) + "."
+
+
 def _title_page(ctx: _Context) -> None:
     d, sp = ctx.doc, ctx.spec
     d.spacer(4 * 28.35)
@@ -122,13 +211,14 @@ def _title_page(ctx: _Context) -> None:
     d.paragraph(f"Data as of {sp.data_date}" if sp.data_date else "Data date not given", "subtitle")
     source = f"shipped dataset '{sp.dataset}'" if sp.dataset else ", ".join(
         p.name for p in sp.input_files().values())
-    d.paragraph(f"Data: {source}. {ctx.hist.n_sites} sites.", "subtitle")
+    d.paragraph(f"Data: {source}.", "subtitle")
     d.paragraph(f"Produced by imrsurv {__version__}", "subtitle")
+    d.spacer(28.35)
+    d.paragraph("The data read: " + describe_data(ctx))
     if sp.description:
-        d.spacer(28.35)
-        d.paragraph(sp.description)
+        d.paragraph("From the spec: " + sp.description, "small")
     d.page_break()
-    d.heading("Contents")
+    d.heading("Contents", toc=False)
     d.contents()
     d.page_break()
 
@@ -136,19 +226,20 @@ def _title_page(ctx: _Context) -> None:
 def _section_summary(ctx: _Context) -> None:
     d, h = ctx.doc, ctx.hist
     d.heading("Data and validation")
-    d.paragraph(f"{h.n_sites} sites followed for up to {h.sites['exit'].max():g} years. Every input "
-                "row was checked (event order, times, covariates); the table says what was read, "
-                "used and set aside.")
-    d.table(h.accounting.table, caption="Rows read, used and set aside, per input.")
+    d.paragraph(f"{h.n_sites} sites followed for up to {h.sites['exit'].max():.2f} years. Every "
+                "input row was checked (event order, times, covariates); the table says what was "
+                "read, used and set aside.")
+    d.table(_labelled(ctx, h.accounting.table), caption="Rows read, used and set aside, per input.")
     if len(h.accounting.set_aside):
-        d.table(h.accounting.set_aside, caption="Rows set aside and why.")
+        d.table(_labelled(ctx, h.accounting.set_aside), caption="Rows set aside and why.")
     s = h.summary(by=ctx.group).reset_index().rename(columns={"index": ctx.group or "group"})
-    d.table(s, caption="Sites, person-years active and discontinued, discontinuations and "
-                       "restarts.", fmt="{:.1f}")
+    d.table(_labelled(ctx, s), caption="Sites, person-years active and discontinued, "
+            "discontinuations and restarts.", fmt="{:.1f}")
     if h.covariate_names:
-        d.paragraph("Covariates: " + ", ".join(h.covariate_names) + ". Derived: leader_changes "
-                    f"(cumulative), recent_leader_change (1 for {h.recent_window:g} year(s) after a "
-                    "change).")
+        d.paragraph("Covariates: " + ", ".join(ctx.label(c) for c in h.covariate_names) + ". "
+                    f"Derived: {ctx.label('leader_changes')} (cumulative count) and "
+                    f"{ctx.label('recent_leader_change')} (1 for {h.recent_window:g} year(s) "
+                    "after a change).")
 
 
 def _section_bond(ctx: _Context) -> None:
@@ -161,41 +252,84 @@ def _section_bond(ctx: _Context) -> None:
                 "horizon; discontinued: not active at the horizon. Crude counts are among sites "
                 "followed to the horizon; the Aalen-Johansen estimates use every site, including "
                 "those censored earlier.")
-    d.table(_bond_wide(res.table), caption=f"Status at {sp.horizon:g} years: crude counts (% of "
-            "sites followed to the horizon) and Aalen-Johansen probabilities (95% CI).")
+    d.table(_bond_wide(res.table, ctx), caption=f"Status at {sp.horizon:g} years: crude counts "
+            "(% of sites followed to the horizon) and Aalen-Johansen probabilities (95% CI).")
     if res.notes:
         d.bullets(list(res.notes))
-    sites = ctx.hist.sites
     status = ctx.hist.status_at(sp.horizon)
-    per_site = pd.DataFrame({"site": sites["site"]})
+    _bond_published(ctx, status)
+    sites = ctx.hist.sites
+    per_site = pd.DataFrame({"Site": sites["site"]})
     if ctx.group:
-        per_site[ctx.group] = sites[ctx.group].to_numpy()
-    per_site["follow-up"] = (sites["exit"] - sites["entry"]).to_numpy()
-    per_site["discontinuations"] = sites["discontinuations"].to_numpy()
-    per_site["restarts"] = sites["restarts"].to_numpy()
-    per_site[f"status at {sp.horizon:g}"] = status.reindex(sites["site"]).astype(str).to_numpy()
-    widths = [0.34, 0.14, 0.12, 0.14, 0.1, 0.16] if ctx.group else [0.4, 0.15, 0.15, 0.12, 0.18]
-    d.table(per_site, caption="Each site's history and status.", fmt="{:.2f}",
-            col_widths=[w * TEXT_WIDTH for w in widths])
+        per_site[ctx.label(ctx.group)] = sites[ctx.group].to_numpy()
+    per_site["Follow-up (years)"] = (sites["exit"] - sites["entry"]).to_numpy()
+    per_site["Discontinuations"] = sites["discontinuations"].to_numpy()
+    per_site["Restarts"] = sites["restarts"].to_numpy()
+    per_site[f"Status at {sp.horizon:g} years"] = (status.reindex(sites["site"]).astype(str)
+                                                   .to_numpy())
+    d.table(per_site, caption="Each site's history and status.", fmt="{:.2f}")
     ctx.methods.append(f"Status at {sp.horizon:g} years was classified as in Bond et al. (2014): "
                        "sustained, discontinued and restarted, or discontinued. Besides crude "
                        "proportions, state occupation probabilities were estimated with the "
                        "Aalen-Johansen estimator of a three-state model (sustained, discontinued, "
-                       "restarted), which is consistent under censoring and staggered entry.")
+                       "restarted), which is consistent under censoring and staggered entry. The "
+                       "crude split was compared with the published 47/16/37% by the exact "
+                       "multinomial test and Pearson's chi-square (Clopper-Pearson 95% intervals).")
     ctx.cite("BOND", "AJ")
+
+
+def _bond_published(ctx: _Context, status: pd.Series) -> None:
+    d = ctx.doc
+    cmp = compare(status)
+    if cmp.n == 0:
+        d.paragraph("No site was followed to the horizon, so the split cannot be compared with "
+                    "the published one.")
+        return
+    t = cmp.table.copy()
+    t["status"] = [ctx.label(s) for s in t["status"]]
+    t = t.rename(columns={"status": "Status", "published %": "Bond et al. 2014 (%)",
+                          "n": "This cohort (n)", "cohort %": "This cohort (%)",
+                          "95% CI": "Cohort 95% CI (exact)"})
+    d.table(t, caption=f"The {cmp.n} sites followed to {ctx.spec.horizon:g} years beside the "
+            "published split of Bond et al. (2014), 49 sites at 6 years.",
+            fmt={"Bond et al. 2014 (%)": "{:.0f}", "This cohort (%)": "{:.1f}"})
+    text = (f"Goodness of fit to the published {'/'.join(f'{100 * p:.0f}' for p in PUBLISHED.values())}"
+            f"% split: exact multinomial p = {cmp.exact_p:.3g}; Pearson chi-square = "
+            f"{cmp.chisq:.2f} on 2 df, p = {cmp.chisq_p:.3g}.")
+    if cmp.caveat:
+        text += f" Note: {cmp.caveat}."
+    if ctx.spec.horizon != 6:
+        text += (f" Bond et al. classified status at 6 years; this report's horizon is "
+                 f"{ctx.spec.horizon:g} years.")
+    d.paragraph(text)
 
 
 def _section_km(ctx: _Context) -> None:
     from ..models.km import km_first
 
     d = ctx.doc
-    res = km_first(ctx.hist, by=ctx.group, times=_yearly(ctx))
+    times = _yearly(ctx)
+    res = km_first(ctx.hist, by=ctx.group, times=times)
     d.heading("Time to first discontinuation")
-    ax = res.plot(at_risk_rows=("At risk",))
+    ax = res.plot(times=[0.0, *times])
+    bands = len(res.fitters) <= 2
     d.figure(figures.drawing(ax.figure), "Kaplan-Meier estimate of the probability of not yet "
-             "having discontinued, with the number of sites at risk.")
-    d.table(_wide(res.table, "survival"), caption="Kaplan-Meier probability of not yet having "
+             "having discontinued, with the number of sites at risk at each year (the same "
+             "numbers as the table's at-risk column). "
+             + ("Shaded: 95% CI." if bands else "95% CIs are in the table (bands for more than "
+                                               "two groups would overlap)."))
+    d.table(_wide(res.table, "survival", ctx), caption="Kaplan-Meier probability of not yet having "
             "discontinued at yearly times (95% CI).")
+    counts = res.table.copy()
+    if "group" not in counts:
+        counts["group"] = "all"
+    at = counts.pivot(index="group", columns="time", values="n_risk")
+    ev = counts.pivot(index="group", columns="time", values="n_events")
+    cells = at.astype(int).astype(str) + " / " + ev.astype(int).astype(str)
+    cells.columns = [f"Year {c:g}" for c in cells.columns]
+    cells.index.name = ctx.label(ctx.group) if ctx.group else "Group"
+    d.table(cells.reset_index(), caption="Sites at risk at each year / first discontinuations in "
+            "the year before it (as R summary(survfit, times=)).")
     lr = getattr(res, "logrank", None)
     if lr is not None:
         d.paragraph(f"Log-rank test across groups: chi-square = {lr['statistic']:.2f} on "
@@ -211,16 +345,18 @@ def _section_mcf(ctx: _Context) -> None:
 
     d = ctx.doc
     curve = mcf(ctx.hist, by=ctx.group)
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     plot_mcf(curve, ax=ax)
+    groups = [None] if ctx.group is None else sorted(curve["group"].unique())
     d.heading("Repeated discontinuations: mean cumulative function")
     d.figure(figures.drawing(fig), "Expected number of discontinuations per site by time "
-             "(Nelson-Aalen mean cumulative function, 95% CI from Lawless-Nadeau robust errors).")
-    groups = [None] if ctx.group is None else sorted(curve["group"].unique())
+             "(Nelson-Aalen mean cumulative function"
+             + (", shaded: 95% CI from Lawless-Nadeau robust errors)." if len(groups) <= 2
+                else "; 95% CIs from Lawless-Nadeau robust errors are in the table)."))
     table = pd.concat([mcf_at(curve, _yearly(ctx), group=g).assign(group="all" if g is None else g)
                        for g in groups], ignore_index=True)
-    d.table(_wide(table, "mcf"), caption="Mean cumulative number of discontinuations per site at "
-            "yearly times (95% CI).")
+    d.table(_wide(table, "mcf", ctx), caption="Mean cumulative number of discontinuations per "
+            "site at yearly times (95% CI).")
     ctx.methods.append("The mean cumulative number of discontinuations per site was estimated "
                        "with the Nelson-Aalen estimator for recurrent events (every site in the "
                        "denominator over its whole follow-up) with Lawless-Nadeau robust standard "
@@ -240,11 +376,13 @@ def _section_states(ctx: _Context) -> None:
              "(stacked), all sites.")
     at = state_probabilities(ctx.hist, _yearly(ctx))
     wide = at.pivot_table(index="time", columns="state", values="probability", observed=False)
-    d.table(wide.reset_index(), caption="State occupation probabilities at yearly times.",
-            fmt="{:.3f}")
+    d.table(_labelled(ctx, wide.reset_index()), caption="State occupation probabilities at "
+            "yearly times.", fmt="{:.3f}")
     rm = restricted_mean_time_in_state(ctx.hist, ctx.spec.horizon)
-    d.table(rm, caption=f"Expected years in each state over the first {ctx.spec.horizon:g} years "
-                        "(restricted mean time in state).", fmt="{:.3f}")
+    if "state" in rm:
+        rm = rm.assign(state=[ctx.label(s) for s in rm["state"]])
+    d.table(_labelled(ctx, rm), caption=f"Expected years in each state over the first "
+            f"{ctx.spec.horizon:g} years (restricted mean time in state).", fmt="{:.3f}")
     ctx.cite("AJ")
 
 
@@ -253,8 +391,41 @@ def _formula(ctx: _Context) -> str:
     terms = [c for c in ctx.spec.model_covariates if c in cols]
     if not terms:
         raise DataError([f"none of the model covariates {list(ctx.spec.model_covariates)} is in "
-                         "the data"], "invalid report spec")
+                         "the data"], "nothing to model")
+    constant = [c for c in terms if ctx.hist.counting_process("ag")[c].nunique() < 2]
+    if constant:
+        raise DataError([f"covariate {c!r} is constant in these data" for c in constant],
+                        "cannot estimate its effect")
     return " + ".join(terms)
+
+
+def _fit(ctx: _Context, fn: Callable[[], object]):
+    """Run a fit, keeping its warnings (listed under Methods) and whether it converged."""
+    from ..models.cox import CoxConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = fn()
+    bad = any(issubclass(w.category, CoxConvergenceWarning) for w in caught)
+    ctx.fit_warnings += [str(w.message) for w in caught]
+    return res, bad
+
+
+def diverging(fit, warned: bool = False) -> pd.Series:
+    """Per term: True where the coefficient runs to infinity (monotone likelihood).
+
+    Uses the fit's own ``diverging`` flags when it has them; otherwise a term
+    is flagged when |coef| > ``DIVERGING_COEF``, or every large term of a fit
+    that warned it did not converge.
+    """
+    flags = getattr(fit, "diverging", None)
+    coef = fit.params.abs()
+    if flags is not None:
+        return pd.Series(flags, index=coef.index).astype(bool) | (coef > DIVERGING_COEF)
+    out = coef > DIVERGING_COEF
+    if warned:
+        out |= coef > 5.0
+    return out
 
 
 def _section_recurrent(ctx: _Context) -> None:
@@ -262,48 +433,92 @@ def _section_recurrent(ctx: _Context) -> None:
 
     d = ctx.doc
     formula = _formula(ctx)
-    fits = {s: fit_recurrent(ctx.hist, formula, scheme=s, ties=ctx.spec.ties)
-            for s in ctx.spec.schemes}
-    rows = []
-    for s, f in fits.items():
+    rows, fits = [], {}
+    for s in ctx.spec.schemes:
+        try:
+            f, warned = _fit(ctx, lambda s=s: fit_recurrent(ctx.hist, formula, scheme=s,
+                                                            ties=ctx.spec.ties))
+        except (DataError, *NUMERICAL_FAILURES) as exc:
+            ctx.failures.append((f"Cox model {s.upper()}", f"{type(exc).__name__}: "
+                                 f"{_reason(exc)}"))
+            continue
+        fits[s] = f
         sm = f.summary
+        div = diverging(f, warned)
         for term in sm.index:
-            rows.append({"model": s.upper(), "term": term, "HR": sm.loc[term, "exp(coef)"],
-                         "lower": sm.loc[term, "exp(lower 95%)"],
-                         "upper": sm.loc[term, "exp(upper 95%)"], "p": sm.loc[term, "p"],
+            ok = not bool(div.get(term, False))
+            rows.append({"model": s.upper(), "term": term,
+                         "HR": sm.loc[term, "exp(coef)"] if ok else np.nan,
+                         "lower": sm.loc[term, "exp(lower 95%)"] if ok else np.nan,
+                         "upper": sm.loc[term, "exp(upper 95%)"] if ok else np.nan,
+                         "p": sm.loc[term, "p"] if ok else np.nan, "estimable": ok,
                          "events": f.n_events, "sites": f.n_clusters})
+    if not fits:
+        raise DataError(["no Cox model could be fitted (see Methods)"], "no model")
     table = pd.DataFrame(rows)
     d.heading("Recurrent discontinuations: Cox models")
-    d.paragraph(f"Hazard of discontinuation ~ {formula}. AG: Andersen-Gill, common baseline, at "
-                "risk while active. PWP-TT / PWP-GT: Prentice-Williams-Peterson, stratified by "
-                "episode, total / gap time. WLW: Wei-Lin-Weissfeld marginal model, every episode "
-                "at risk from entry. Robust (Lin-Wei) standard errors clustered by site.")
+    d.paragraph(f"Hazard of discontinuation ~ {' + '.join(ctx.label(t) for t in formula.split(' + '))}. "
+                "AG: Andersen-Gill, common baseline, at risk while active. PWP-TT / PWP-GT: "
+                "Prentice-Williams-Peterson, stratified by episode, total / gap time. WLW: "
+                "Wei-Lin-Weissfeld marginal model, every episode at risk from entry. Robust "
+                "(Lin-Wei) standard errors clustered by site.")
     ax = figures.forest(table)
     d.figure(figures.drawing(ax.figure), "Hazard ratios (95% robust CI) by model.")
-    d.table(table, caption="Hazard ratios with robust 95% confidence intervals.", fmt="{:.3f}")
+    shown = pd.DataFrame({
+        "Model": table["model"], "Term": [ctx.label(t) for t in table["term"]],
+        "Hazard ratio": [f"{h:.2f}" if ok else "not estimable"
+                         for h, ok in zip(table["HR"], table["estimable"], strict=True)],
+        "95% CI": [c if ok else "diverges (monotone likelihood)" for c, ok in
+                   zip(_ci_text(table["lower"], table["upper"]), table["estimable"],
+                       strict=True)],
+        "p": [f"{p:.3f}" if ok else "–" for p, ok in zip(table["p"], table["estimable"],
+                                                          strict=True)],
+        "Events": table["events"], "Sites": table["sites"]})
+    d.table(shown, caption="Hazard ratios with robust 95% confidence intervals.")
+    if not table["estimable"].all():
+        bad = sorted({ctx.label(t) for t in table.loc[~table["estimable"], "term"]})
+        d.paragraph("Not estimable: " + ", ".join(bad) + ". The partial likelihood keeps rising "
+                    "as the coefficient runs to infinity (monotone likelihood: e.g. no "
+                    "discontinuation ever while the covariate was 1), so no finite hazard ratio "
+                    "or Wald interval exists; a Firth-penalised fit gives a finite estimate.")
+    ties = {"efron": "Efron", "breslow": "Breslow"}.get(ctx.spec.ties, ctx.spec.ties)
     ctx.methods.append(f"Recurrent discontinuations were modelled with Cox models on counting-"
-                       f"process data ({', '.join(s.upper() for s in fits)}), Efron ties unless "
-                       f"stated ({ctx.spec.ties}), with cluster-robust sandwich standard errors by "
-                       "site. Intervals were split at every covariate change.")
+                       f"process data ({', '.join(s.upper() for s in fits)}); tied event times "
+                       f"were handled by the {ties} method, with cluster-robust sandwich standard "
+                       "errors by site. Intervals were split at every covariate change.")
     ctx.cite("AG", "PWP", "WLW", "LW")
-    ctx.__dict__["_fits"] = fits
+    ctx.fits = fits
 
 
 def _section_ph(ctx: _Context) -> None:
     from ..models.cox import fit_recurrent
+    from ..models.zph import plot_zph
 
     d = ctx.doc
-    fits = ctx.__dict__.get("_fits") or {"ag": fit_recurrent(ctx.hist, _formula(ctx), scheme="ag",
-                                                            ties=ctx.spec.ties)}
+    fits = ctx.fits
+    if not fits:
+        f, _ = _fit(ctx, lambda: fit_recurrent(ctx.hist, _formula(ctx), scheme="ag",
+                                               ties=ctx.spec.ties))
+        fits = {"ag": f}
     d.heading("Proportional hazards diagnostics")
     for s, f in fits.items():
         z = f.check_proportional_hazards(transform="km")
-        d.table(z.reset_index().rename(columns={"index": "term"}),
-                caption=f"{s.upper()}: scaled Schoenfeld residual tests (Grambsch-Therneau, KM "
-                        "transform; as R cox.zph).", fmt="{:.4g}")
+        # rounding can leave a chi-square of -1e-9 for a term with no information
+        chisq = z["chisq"].clip(lower=0.0)
+        table = pd.DataFrame({"Term": [ctx.label(t) for t in z.index],
+                              "Chi-square": [f"{c:.3f}" for c in chisq],
+                              "df": z["df"].astype(int),
+                              "p": [_p_text(p) for p in z["p"]]})
+        d.table(table, caption=f"{s.upper()}: scaled Schoenfeld residual tests (Grambsch-"
+                               "Therneau, KM transform; as R cox.zph).")
+    first = next(iter(fits))
+    fig = plot_zph(fits[first], labeller=ctx.label)
+    d.figure(figures.drawing(fig), f"{first.upper()}: scaled Schoenfeld residuals against time "
+             "with a lowess smooth (as R plot(cox.zph)); a smooth that stays near the dashed "
+             "coefficient is consistent with proportional hazards.")
     ctx.methods.append("Proportional hazards were checked with the Grambsch-Therneau score test "
                        "on scaled Schoenfeld residuals (Kaplan-Meier time transform), per term and "
-                       "globally.")
+                       "globally, and by plotting the scaled residuals against time.")
     ctx.cite("GT")
 
 
@@ -323,13 +538,22 @@ def _section_discrete(ctx: _Context) -> None:
     d.paragraph(f"Annual hazard of discontinuation among sites active at the previous interview, "
                 f"{ctx.spec.link} link: {formula}.")
     sm = res.summary
+    ratio = "hazard ratio" if ctx.spec.link == "cloglog" else "odds ratio"
     hr = next(c for c in sm.columns if c.startswith("exp(coef)"))
-    table = pd.DataFrame({"term": sm.index, "coef": sm["coef"], "robust se": sm["se"],
-                          "hazard ratio": sm[hr], "95% CI": _ci_text(sm["exp(lower 95%)"],
-                                                                     sm["exp(upper 95%)"]),
-                          "p": sm["p"]})
-    d.table(table, caption="Discrete-time hazard model, cluster-robust standard errors by site.",
-            fmt="{:.3f}")
+    intercept = np.array([str(t) in ("Intercept", "(Intercept)") for t in sm.index])
+    table = pd.DataFrame({
+        "Term": [ctx.label(t) + (" (baseline)" if i else "")
+                 for t, i in zip(sm.index, intercept, strict=True)],
+        "coef": [f"{v:.3f}" for v in sm["coef"]],
+        "Robust se": [f"{v:.3f}" for v in sm["se"]],
+        ratio.capitalize(): ["–" if i else f"{v:.3f}" for v, i in zip(sm[hr], intercept,
+                                                                       strict=True)],
+        "95% CI": ["–" if i else c for c, i in zip(_ci_text(sm["exp(lower 95%)"],
+                                                             sm["exp(upper 95%)"]),
+                                                    intercept, strict=True)],
+        "p": [_p_text(p) for p in sm["p"]]})
+    d.table(table, caption=f"Discrete-time hazard model, cluster-robust standard errors by site. "
+            f"The intercept is the baseline on the {ctx.spec.link} scale, not a {ratio}.")
     d.bullets(list(res.notes))
     ctx.methods.append(f"Annual panels were analysed with a discrete-time hazard model (binomial "
                        f"GLM, {ctx.spec.link} link, statsmodels) with cluster-robust errors by site.")
@@ -341,13 +565,25 @@ def _section_frailty(ctx: _Context) -> None:
 
     d = ctx.doc
     ag = ctx.hist.counting_process("ag")
-    res = fit_cox(ag, _formula(ctx), start="start", stop="stop", event="event", frailty="site")
+    res, _ = _fit(ctx, lambda: fit_cox(ag, _formula(ctx), start="start", stop="stop",
+                                       event="event", frailty="site"))
     d.heading("Site heterogeneity: shared gamma frailty")
     lrt = res.lrt_theta_zero
-    d.paragraph(f"Estimated frailty variance (theta): {res.frailty_variance:.4g}. "
+    d.paragraph(f"Estimated frailty variance (theta): {res.frailty_variance:.3f}. "
                 f"Likelihood-ratio test of theta = 0: {_lrt_text(lrt)}.")
-    d.table(res.summary.reset_index().rename(columns={"index": "term"}), fmt="{:.3f}",
-            caption="AG model with a shared gamma frailty by site.")
+    sm = res.summary
+    se = sm["se(coef)"] if "se(coef)" in sm else sm["se"]
+    z = 1.959963984540054
+    table = pd.DataFrame({
+        "Term": [ctx.label(t) for t in sm.index],
+        "coef": [f"{v:.3f}" for v in sm["coef"]],
+        "se": [f"{v:.3f}" for v in se],
+        "Hazard ratio": [f"{v:.2f}" for v in np.exp(sm["coef"])],
+        "95% CI": _ci_text(np.exp(sm["coef"] - z * se), np.exp(sm["coef"] + z * se)),
+        "p": [_p_text(p) for p in sm["p"]]})
+    d.table(table, caption="AG model with a shared gamma frailty by site. se: from the inverse "
+            "of the penalised information (R coxph's se(coef)); R's second variance (se2, "
+            "the sandwich of penalised and unpenalised information) is not shown.")
     ctx.methods.append("Site heterogeneity was modelled with a shared gamma frailty (penalised "
                        "partial likelihood, as R coxph frailty()).")
 
@@ -359,7 +595,10 @@ def _section_methods(ctx: _Context, caught: list) -> None:
         d.paragraph(m)
     d.paragraph("Numbers are produced by imrsurv, whose estimators are tested against R survival "
                 "on shared fixtures.")
-    msgs = sorted({str(w.message) for w in caught})
+    if ctx.failures:
+        d.heading("Sections and models not estimated", 2)
+        d.bullets([f"{title}: {why}" for title, why in ctx.failures])
+    msgs = sorted({str(w.message) for w in caught} | set(ctx.fit_warnings))
     if msgs:
         d.heading("Warnings raised during the analysis", 2)
         d.bullets(msgs)
@@ -374,8 +613,8 @@ def _section_provenance(ctx: _Context, command: str) -> None:
     d.paragraph(f"Command: {command}", "mono")
     d.paragraph(f"Random seed: {sp.seed} (no analysis in this report draws random numbers).")
     d.table(input_table(sp.input_files(), sp.source_name, sp.sha256),
-            col_widths=[0.12 * TEXT_WIDTH, 0.25 * TEXT_WIDTH, 0.63 * TEXT_WIDTH],
-            caption="SHA-256 of every input file and of the spec.")
+            col_widths=[0.12 * TEXT_WIDTH, 0.24 * TEXT_WIDTH, 0.64 * TEXT_WIDTH],
+            caption="SHA-256 of every input file and of the spec.", mono=("SHA-256",))
     d.table(versions(), col_widths=[0.4 * TEXT_WIDTH, 0.6 * TEXT_WIDTH],
             caption="Software versions.")
 
@@ -385,46 +624,60 @@ def _yearly(ctx: _Context) -> list[float]:
     if ctx.spec.times:
         return list(ctx.spec.times)
     last = min(ctx.spec.horizon, float(ctx.hist.sites["exit"].max()))
-    return [float(t) for t in np.arange(1, np.floor(last) + 1)]
+    return [float(t) for t in np.arange(1, np.floor(last) + 1)] or [last]
+
+
+def _p_text(p: float) -> str:
+    if p != p:
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _lrt_text(lrt: dict[str, float]) -> str:
-    return f"chi-square = {lrt['statistic']:.2f}, p = {lrt['p']:.3g} (50:50 chi-square mixture)"
+    return (f"chi-square = {lrt['statistic']:.2f}, p = {_p_text(lrt['p'])} (50:50 chi-square "
+            "mixture)")
 
 
-def _ci_text(lower: pd.Series, upper: pd.Series, fmt: str = "{:.2f}") -> list[str]:
-    return [("–" if np.isnan(lo) else f"{fmt.format(lo)}–{fmt.format(hi)}")
-            for lo, hi in zip(lower, upper, strict=True)]
+def _ci_text(lower, upper, fmt: str = "{:.2f}") -> list[str]:
+    return [("–" if np.isnan(lo) or np.isnan(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}")
+            for lo, hi in zip(np.asarray(lower, float), np.asarray(upper, float), strict=True)]
 
 
-def _bond_wide(table: pd.DataFrame) -> pd.DataFrame:
+def _labelled(ctx: _Context, frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out.columns = [ctx.label(c) for c in out.columns]
+    return out
+
+
+def _bond_wide(table: pd.DataFrame, ctx: _Context) -> pd.DataFrame:
     """One row per group: crude n (%) and AJ probability (CI) for each status."""
     t = table.copy()
     if "group" not in t:
         t["group"] = "all"
     rows = []
     for g, sub in t.groupby("group", sort=False):
-        row: dict[str, object] = {"group": g}
+        row: dict[str, object] = {ctx.label(ctx.group) if ctx.group else "Group": g}
         sub = sub.set_index("status")
         for status in ("sustained", "restarted", "discontinued"):
             r = sub.loc[status]
             pct = "–" if np.isnan(r["percent"]) else f"{r['percent']:.0f}%"
-            row[f"{status} n (%)"] = f"{int(r['n'])} ({pct})"
+            row[f"{ctx.label(status)} n (%)"] = f"{int(r['n'])} ({pct})"
             ci = _ci_text(pd.Series([r["lower"]]), pd.Series([r["upper"]]))[0]
-            row[f"{status} AJ (95% CI)"] = (f"{r['probability']:.3f} ({ci})"
-                                            if not np.isnan(r["probability"]) else "–")
+            row[f"{ctx.label(status)} AJ (95% CI)"] = (f"{r['probability']:.3f} ({ci})"
+                                                      if not np.isnan(r["probability"]) else "–")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _wide(table: pd.DataFrame, value: str) -> pd.DataFrame:
+def _wide(table: pd.DataFrame, value: str, ctx: _Context) -> pd.DataFrame:
     """Groups by yearly times, each cell 'value (lower–upper)'."""
     t = table.copy()
     if "group" not in t:
         t["group"] = "all"
-    t["cell"] = [f"{v:.2f} ({lo:.2f}–{hi:.2f})" if not np.isnan(lo) else
+    t["cell"] = [f"{v:.2f} ({lo:.2f}–{hi:.2f})" if not (np.isnan(lo) or np.isnan(hi)) else
                  ("–" if np.isnan(v) else f"{v:.2f}")
                  for v, lo, hi in zip(t[value], t["lower"], t["upper"], strict=True)]
     wide = t.pivot(index="group", columns="time", values="cell")
-    wide.columns = [f"year {c:g}" for c in wide.columns]
+    wide.columns = [f"Year {c:g}" for c in wide.columns]
+    wide.index.name = ctx.label(ctx.group) if ctx.group else "Group"
     return wide.reset_index()

@@ -79,6 +79,8 @@ def styles() -> dict[str, ParagraphStyle]:
         "caption": ParagraphStyle("caption", parent=body, fontSize=8, leading=10,
                                   textColor=colors.HexColor("#333333"), spaceAfter=10),
         "mono": ParagraphStyle("mono", parent=body, fontName=FONT_MONO, fontSize=7.5, leading=9.5),
+        "cellmono": ParagraphStyle("cellmono", parent=body, fontName=FONT_MONO, fontSize=6.8,
+                                   leading=9),
         "toc1": ParagraphStyle("toc1", parent=body, fontSize=10.5, leading=16, leftIndent=10),
         "toc2": ParagraphStyle("toc2", parent=body, fontSize=9, leading=12, leftIndent=28),
     }
@@ -136,9 +138,11 @@ class Document:
             flowables = flowables[1:]
         self.story.extend(flowables)
 
-    def heading(self, value: str, level: int = 1) -> None:
+    def heading(self, value: str, level: int = 1, toc: bool = True) -> None:
+        """A heading, listed in the contents unless ``toc=False`` (the Contents heading)."""
         p = Paragraph(text(value), self.st["h1" if level == 1 else "h2"])
-        p.toc_level = level - 1
+        if toc:
+            p.toc_level = level - 1
         self._headings.append(p)
 
     def paragraph(self, value: str, style: str = "body", markup: bool = False) -> None:
@@ -165,13 +169,25 @@ class Document:
         self._headings = []
 
     def table(self, frame: pd.DataFrame, caption: str | None = None, index: bool = False,
-              col_widths: list[float] | None = None, fmt: str = "{:.3g}") -> None:
-        """A table that wraps long cells; numbers formatted with ``fmt``."""
+              col_widths: list[float] | None = None, fmt: str | dict = "{:.3g}",
+              mono: tuple[str, ...] = ()) -> None:
+        """A table that wraps long cells at spaces; numbers formatted with ``fmt``.
+
+        ``fmt`` is one format or a dict column -> format (others: ``{:.3g}``);
+        columns in ``mono`` are set in the monospaced face (hashes). Without
+        ``col_widths`` widths follow the content, and no column is narrower
+        than its longest word, so headers do not break inside a word.
+        """
         df = frame.reset_index() if index else frame
+        fmts = fmt if isinstance(fmt, dict) else {}
+        default = "{:.3g}" if isinstance(fmt, dict) else fmt
         head = [Paragraph(text(c), self.st["cellhead"]) for c in df.columns]
-        body = [[Paragraph(text(_fmt(v, fmt)), self.st["cell"]) for v in row]
-                for row in df.itertuples(index=False)]
-        widths = col_widths or [TEXT_WIDTH / max(len(df.columns), 1)] * len(df.columns)
+        cells = [[_fmt(v, fmts.get(c, default)) for c, v in zip(df.columns, row, strict=True)]
+                 for row in df.itertuples(index=False)]
+        body = [[Paragraph(text(v), self.st["cellmono" if c in mono else "cell"])
+                 for c, v in zip(df.columns, row, strict=True)] for row in cells]
+        widths = col_widths or _widths([str(c) for c in df.columns], cells,
+                                       [c in mono for c in df.columns])
         tbl = Table([head, *body], colWidths=widths, repeatRows=1, hAlign="LEFT")
         tbl.setStyle(TableStyle([
             ("FONTNAME", (0, 0), (-1, -1), FONT),  # else reportlab sets Helvetica (not embedded)
@@ -206,7 +222,10 @@ class Document:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         os.close(fd)
         try:
-            _Doc(tmp, self.title).multiBuild([*self.story, *self._headings])
+            story = [*self.story, *self._headings]
+            while story and isinstance(story[-1], (Spacer, PageBreak)):
+                story.pop()  # a trailing spacer or break would start an empty last page
+            _Doc(tmp, self.title).multiBuild(story)
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
@@ -215,6 +234,39 @@ class Document:
             Path(tmp).unlink(missing_ok=True)
             raise
         return out
+
+
+_PAD = 13.0  # left + right cell padding (reportlab: 6 + 6), points, and a little slack
+
+
+def _widths(head: list[str], cells: list[list[str]], mono: list[bool]) -> list[float]:
+    """Column widths from content: natural widths scaled to the text width, each at
+    least its longest word (header in bold, cells) so that words are not split."""
+    n = len(head)
+    if n == 0:
+        return []
+    natural, least = [], []
+    for j in range(n):
+        font = FONT_MONO if mono[j] else FONT
+        size = 6.8 if mono[j] else 7.5
+        col = [row[j] for row in cells]
+        longest = max([pdfmetrics.stringWidth(v, font, size) for v in col] or [0.0])
+        words = [w for v in col for w in v.split()]
+        word = max([pdfmetrics.stringWidth(w, font, size) for w in words] or [0.0])
+        hword = max(pdfmetrics.stringWidth(w, FONT_BOLD, 7.5) for w in head[j].split() or [""])
+        least.append(max(word, hword) + _PAD)
+        natural.append(max(min(longest, 160.0), pdfmetrics.stringWidth(head[j], FONT_BOLD, 7.5)
+                           * 0.6, hword) + _PAD)
+    if sum(least) >= TEXT_WIDTH:
+        return [TEXT_WIDTH * w / sum(least) for w in least]
+    total = sum(natural)
+    if total <= TEXT_WIDTH:
+        return [w * TEXT_WIDTH / total for w in natural] if total > 0.8 * TEXT_WIDTH \
+            else natural
+    # shrink the wide columns towards their minimum until everything fits
+    extra = TEXT_WIDTH - sum(least)
+    slack = [nat - lo for nat, lo in zip(natural, least, strict=True)]
+    return [lo + extra * s / sum(slack) for lo, s in zip(least, slack, strict=True)]
 
 
 def _fmt(value: object, fmt: str) -> str:
