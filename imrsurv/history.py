@@ -298,7 +298,7 @@ def _build(ev: Checked, cov: Checked | None, st: Checked | None, ev_t: Table,
         reasons = {p.where: str(p.message) for p in problems if p.source == table.source}
         for i in np.flatnonzero(drop):
             where = table.where[i]
-            reason = reasons.get(where, "site set aside: it has problems elsewhere")
+            reason = reasons.get(where, "set aside with its site, which has problems")
             set_aside.append({"input": name, "where": where, "site": frame["site"].iat[i],
                               "reason": reason})
         counts.append({"input": name, "read": len(frame), "used": int((~drop).sum()),

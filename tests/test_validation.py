@@ -161,3 +161,52 @@ def test_error_is_not_a_pandas_traceback(write_csv):
     path = write_csv("e.csv", "site,time,event\nA,0,start\nA,\"unterminated,end")
     with pytest.raises(ims.DataError):
         ims.read_history(path)
+
+
+def test_line_numbers_are_physical_lines_with_blank_lines_and_quoted_newlines(write_csv):
+    path = write_csv("e.csv", 'site,time,event\nA,0,start\n\nA,1,restart\n"B\nB",0,start\n'
+                              "B,2,end\n\n\nC,0,start\nC,1,bogus\nC,2,end\nA,3,end")
+    with pytest.raises(ims.DataError) as info:
+        ims.read_history(path)
+    text = str(info.value)
+    assert 'e.csv, line 4, site "A": restart while active (last event: start at 0, line 2)' in text
+    assert "e.csv, line 5" in text  # the quoted site spans lines 5-6: the row starts on 5
+    assert 'e.csv, line 11, site "C": unknown event "bogus"' in text
+
+
+def test_too_many_cells_names_the_line(write_csv):
+    with pytest.raises(ims.DataError, match=r"line 3: 4 cells but the header \(line 1\) has 3"):
+        ims.read_history(write_csv("e.csv", "site,time,event\nA,0,start\nA,1,end,extra"))
+
+
+def test_problem_sites_covariate_rows_go_with_their_site(write_csv):
+    ev = write_csv("e.csv", "site,time,event\nA,0,start\nA,1,restart\nA,3,end\nB,0,start\nB,3,end")
+    cov = write_csv("c.csv", "site,time,team_size\nA,0,3\nB,0,4\nZ,0,1")
+    with pytest.raises(ims.DataError) as info:
+        ims.read_history(ev, cov)
+    text = str(info.value)
+    assert 'site "A": covariate row' not in text
+    assert 'c.csv, line 4, site "Z": covariate row for a site not in the event log' in text
+    h = ims.read_history(ev, cov, strict=False)
+    aside = h.accounting.set_aside.set_index(["input", "where"])["reason"]
+    assert aside[("covariates", "line 2")] == "set aside with its site, which has problems"
+    assert aside[("covariates", "line 4")] == "covariate row for a site not in the event log"
+    assert h.n_sites == 1
+
+
+def test_covariate_times_shown_as_written(write_csv):
+    ev = write_csv("e.csv", "site,time,event\nA,2016-07-01,start\nA,2022-07-01,end")
+    cov = write_csv("c.csv", "site,time,team_size\nA,2016-07-02,3")
+    with pytest.raises(ims.DataError) as info:
+        ims.read_history(ev, cov)
+    assert ("covariates missing at the site's start: first row is at 2016-07-02, start is at "
+            "2016-07-01") in str(info.value)
+
+
+def test_validate_command_shows_dates_and_calendar_years(write_csv, capsys):
+    from imrsurv.cli import main
+    ev = write_csv("e.csv", "site,time,event\nA,2016-07-01,start\nA,2022-07-01,end")
+    cov = write_csv("c.csv", "site,time,team_size\nA,2016-07-01,3\nA,2017-01-01,4")
+    assert main(["validate", str(ev), "--covariates", str(cov)]) == 0
+    out = capsys.readouterr().out
+    assert "follow-up up to 6.00 years (calendar years since each site's start date)" in out
