@@ -162,3 +162,12 @@ def test_fuzzed_formulas_never_run_code(tmp_path, pieces):
         assert set(parse_formula(text).columns) <= set(d.columns)
         assert des.matrix.shape[0] == len(d)
     assert not marker.exists(), text
+
+
+def test_power_rejects_a_payload_before_any_replicate(marker):
+    cmd = f"__import__('os').system('touch {marker}')"
+    for kw in ({"formula": f"I({cmd})"}, {"discrete_formula": f"C(year) + {cmd}"}):
+        with pytest.raises(DataError, match="cannot parse formula"):
+            ims.power({"n_sites": 10, "years": 3, "hr": 2.0}, analyses=["ag"], n_replicates=2,
+                      seed=1, **kw)
+    assert not marker.exists()

@@ -340,6 +340,10 @@ def power(design: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pd.DataFrame
         raise ValueError(f"n_replicates must be a positive integer, got {n_replicates!r}")
     if not 0 < alpha < 1 or not 0 < conf_level < 1:
         raise ValueError("alpha and conf_level must be in (0, 1)")
+    from ..formula import parse_formula
+
+    parse_formula(formula)  # a formula outside the grammar fails here, before any replicate
+    parse_formula(discrete_formula, allow_response=True)
     designs = design_grid(design)
     for d in designs:  # fail fast on a design the simulator rejects (tiny cohort, any seed)
         dd = dict(d)
