@@ -492,14 +492,17 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
 
 
 def maximise(evaluate_at: Callable[[np.ndarray], Any], beta0: np.ndarray, max_iter: int,
-             eps: float) -> NewtonResult:
+             eps: float, step_tol: float | None = None) -> NewtonResult:
     """Newton-Raphson as R's ``agfit4``/``coxfit6``, for any evaluator of the likelihood.
 
     ``evaluate_at(beta)`` returns a state with ``loglik``, ``score`` and ``info``
     (in memory here, summed over dask partitions in :mod:`.cox_dask`).
     Converged when ``|1 - loglik_old / loglik_new| <= eps`` after a full
     (non-halved) Newton step; a step that lowers the log-likelihood (or gives a
-    non-finite one) is halved as ``beta = (h * old + beta) / (h + 1)``.
+    non-finite one) is halved as ``beta = (h * old + beta) / (h + 1)``.  With
+    ``step_tol`` (for penalised fits, whose Newton matrix is only close to the
+    Hessian) convergence instead needs the next full step below ``step_tol``
+    in every coordinate, as ``coxphf``'s ``xconv``.
     """
     p = beta0.size
     st = evaluate_at(beta0)
@@ -518,9 +521,15 @@ def maximise(evaluate_at: Callable[[np.ndarray], Any], beta0: np.ndarray, max_it
         st = evaluate_at(beta)
         fac = _chol(st.info)
         fail = fac is None or not np.isfinite(st.loglik)
-        if not fail and halving == 0 and abs(1 - best / st.loglik) <= eps:
-            converged = True
-            break
+        if not fail and halving == 0:
+            if step_tol is None:
+                done = abs(1 - best / st.loglik) <= eps
+            else:
+                done = (st.loglik >= best - eps * abs(best) and np.abs(
+                    sla.cho_solve(fac, st.score)).max() <= step_tol)
+            if done:
+                converged = True
+                break
         if it == max_iter:
             if fail or (st.loglik - best) / abs(best) < -eps:
                 st = None
@@ -606,16 +615,31 @@ def schoenfeld_residuals(pb: CoxProblem, st: CoxState) -> tuple[np.ndarray, np.n
 # Baseline hazard, as R basehaz(fit, centered = FALSE)
 
 
+def offset_reference(pb: CoxProblem) -> float:
+    """The offset of R's baseline curve: its case-weighted mean over the fitted rows.
+
+    R ``survfit.coxph`` computes ``offset.mean = sum(offset * w) / sum(w)`` (plain mean
+    without weights) and centres the risk scores on it, so ``basehaz(fit, centered =
+    FALSE)`` is the curve at covariates 0 *and offset* ``offset.mean``; 0 without offset.
+    """
+    if not np.any(pb.offset):
+        return 0.0
+    return float(pb.weights @ pb.offset / pb.weights.sum())
+
+
 def baseline_hazard(pb: CoxProblem, st: CoxState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative baseline hazard (covariates 0, offset 0) at every stop time per stratum.
+    """Cumulative baseline hazard at every stop time per stratum, as R ``basehaz(fit,
+    centered = FALSE)``: at covariates 0 and offset :func:`offset_reference` (0 without an
+    offset; the weighted mean offset with one).
 
     The increment at event time k is ``sum_j mw_k / den_j`` (Breslow, or the
-    Efron-corrected estimator R uses with ``ties = "efron"``); ``den`` was
-    computed with centred covariates and a per-stratum shift, undone here.
+    Efron-corrected estimator R uses with ``ties = "efron"``), times
+    ``exp(offset_reference)``; ``den`` was computed with centred covariates and a
+    per-stratum shift, undone here.
     Returns (stratum code, time, cumulative hazard) sorted by stratum and time.
     """
     ix = pb.index
-    undo = np.exp(-(st.shift + pb.centers @ st.beta))
+    undo = np.exp(offset_reference(pb) - (st.shift + pb.centers @ st.beta))
     inc = st.c1 * undo[ix.event_stratum]
     times = np.unique(pb.stop)
     width = np.int64(times.size)

@@ -253,9 +253,21 @@ class CoxResult:
         out["p"] = stats.chi2.sf(out["statistic"], p)
         return out
 
-    def _robust_score_test(self) -> float:
-        state0 = core.evaluate(self._pb, self._nr.beta0, need_info=False)
-        res0 = core.score_residuals(self._pb, state0) * self._pb.weights[:, None]
+    def _robust_score_test(self, keep_offset: bool = False) -> float:
+        """Robust (Lin-Wei) score statistic ``U' (T'T)^{-1} U`` at the initial value.
+
+        ``T`` holds the weighted score residuals summed by cluster and ``U = colSums(T)``.
+        As R ``coxph`` (``fit$rscore``), the residuals are taken at linear predictor
+        ``x'beta0`` *without the offset* (R sets ``fit2$linear.predictors <- 0 *
+        fit$linear.predictors``), so with an offset this is the statistic of the model
+        without it. ``keep_offset=True`` evaluates at ``x'beta0 + offset`` instead: the
+        robust score test of beta = beta0 in the model with the offset.
+        """
+        pb = self._pb
+        if not keep_offset and np.any(pb.offset):
+            pb = dataclasses.replace(pb, offset=np.zeros_like(pb.offset))
+        state0 = core.evaluate(pb, self._nr.beta0, need_info=False)
+        res0 = core.score_residuals(pb, state0) * pb.weights[:, None]
         t0 = self._collapse(res0)
         u = t0.sum(0)
         return float(u @ np.linalg.solve(t0.T @ t0, u))
@@ -287,6 +299,9 @@ class CoxResult:
     def baseline_cumulative_hazard(self) -> pd.DataFrame:
         """Cumulative baseline hazard at covariates 0 (R ``basehaz(fit, centered=FALSE)``).
 
+        With an offset it is, as R's, the curve at the offset's case-weighted mean over the
+        fitted rows (``_coxcore.offset_reference``), not at offset 0.
+
         One row per distinct stop time (per stratum); columns ``time``,
         ``cumhaz`` and, when stratified, ``strata`` first.
         """
@@ -307,14 +322,16 @@ class CoxResult:
         prof = pd.DataFrame([profile]) if isinstance(profile, Mapping) else profile.copy()
         t = np.asarray(list(times), dtype=float)
         missing = [c for c in required_columns(self.formula) + self.strata
-                   if c not in prof.columns]
+                   + ([self.offset] if self.offset else []) if c not in prof.columns]
         if missing:
             raise DataError([f'profile lacks column "{c}"' for c in missing],
                             title="invalid profile")
         x = self._design.transform(prof)
         lp = x @ self.params.to_numpy()
-        if self.offset and self.offset in prof.columns:
-            lp = lp + prof[self.offset].to_numpy(dtype=float)
+        if self.offset:
+            # the baseline is at the mean offset (as R's); a profile's offset enters relative
+            # to it, as R survfit.coxph's risk2 = exp(x'beta + offset2 - xcenter)
+            lp = lp + prof[self.offset].to_numpy(dtype=float) - core.offset_reference(self._pb)
         codes = self._profile_strata(prof)
         bh = core.baseline_hazard(self._pb, self._nr.state)
         out = np.empty((t.size, len(prof)))
