@@ -69,14 +69,12 @@ def _import_dask():
 
 def _covariate_names(covariates: str | Sequence[str]) -> list[str]:
     if isinstance(covariates, str):
-        text = covariates.strip()
-        if "~" in text:
-            lhs, _, text = text.partition("~")
-            if lhs.strip():
-                raise DataError([f'formula "{covariates}" has a left-hand side; give the '
-                                 "covariates only (time and event go in start=, stop=, event=)"],
-                                "invalid formula")
-        names = [t.strip() for t in text.split("+")]
+        from imrsurv.formula import parse_formula, quote_name
+
+        parsed = parse_formula(covariates)  # the one formula parser: checked, never evaluated
+        names = list(parsed.columns)
+        if parsed.canonical != " + ".join(quote_name(n) for n in names):
+            names = [t.strip() for t in parsed.canonical.split("+")]
     else:
         names = [str(c) for c in covariates]
     bad = [n for n in names if not n.isidentifier()]
