@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -138,6 +139,8 @@ def _tokens(formula: str) -> list[tuple[str, str]]:
                                 "a column name with dots in backticks")
                 out.append(("name", word))
                 i = j
+        elif ch == ".":
+            raise _fail(formula, formula[i:i + 20], "attribute access is not allowed")
         else:
             raise _fail(formula, formula[i:i + 20], f"unexpected character {ch!r}")
     return out
@@ -359,7 +362,8 @@ class _Call:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return "-" + self.level(node.operand)
         if (isinstance(node, ast.Constant) and not isinstance(node.value, bool)
-                and isinstance(node.value, (str, int, float))):
+                and isinstance(node.value, (str, int, float))
+                and (isinstance(node.value, str) or math.isfinite(node.value))):
             return repr(node.value)
         raise self.bad(node, "a level must be a quoted string or a number")
 
@@ -411,7 +415,8 @@ class _Call:
                 return repr(v)
             if kind == "int" and isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                 return repr(v)
-            if kind == "number" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if (kind == "number" and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v)):
                 return repr(v)
         raise self.bad(node, f"expected a literal {kind}")
 
@@ -434,6 +439,8 @@ class _Call:
             return self.column(node)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                if not math.isfinite(node.value):
+                    raise self.bad(node, "numbers must be finite")
                 return repr(node.value)
             raise self.bad(node, "only numbers here (level strings only in comparisons)")
         if isinstance(node, ast.Call):

@@ -171,3 +171,28 @@ def test_power_rejects_a_payload_before_any_replicate(marker):
             ims.power({"n_sites": 10, "years": 3, "hr": 2.0}, analyses=["ag"], n_replicates=2,
                       seed=1, **kw)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("formula, piece", [
+    ("x + __import__('os').getcwd()", "attribute access is not allowed"),
+    ("I(x * 1e400)", "numbers must be finite"),
+    ("x + 2", "may only be 0 or 1"),
+    ("x ** 0", "positive whole number"),
+    ("C(g, levels=[np])", "a level must be a quoted string or a number"),
+    ("bs(x, df='3')", "expected a literal int"),
+    ("scale(x, ddof=0)", "takes exactly one argument"),
+    ("C(I(x))", "expected a column name"),
+    ("I(C(g))", "only arithmetic"),
+    ("log(x) ~ z", "left-hand side"),
+    ("x ~ y ~ z", "only one ~"),
+    ("Q('__class__')", "names starting with __"),
+    ("", "is empty"),
+])
+def test_specific_rejections(formula, piece):
+    with pytest.raises(DataError, match=piece.replace("(", r"\(").replace("*", r"\*")):
+        parse_formula(formula)
+
+
+def test_formula_must_be_a_string():
+    with pytest.raises(DataError, match="formula must be a string"):
+        parse_formula(["x"])
