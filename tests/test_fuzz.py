@@ -171,3 +171,26 @@ def test_fuzzed_formulas_through_fit_cox_never_run_code(tmp_path, pieces):
         assert not isinstance(exc, (NameError, AttributeError, SyntaxError, TypeError)), \
             (text, exc)
     assert not marker.exists(), text
+
+
+SPEC_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10), st.floats(allow_nan=True),
+    st.sampled_from(["abc", "", "6", "ag", "bond2014", "x + I(__import__('os').getcwd())",
+                     "/tmp", "nan"]),
+    st.lists(st.sampled_from(["a", 1, 2.5, "ag", "summary", None]), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers(), max_size=2))
+
+
+@FUZZ
+@given(picks=st.lists(st.tuples(st.integers(0, 10_000), SPEC_VALUES), max_size=5))
+def test_random_specs_load_or_raise_data_error(picks):
+    from imrsurv.report.spec import KEYS, load_spec
+
+    spec = {"study": {"title": "T"}, "data": {"dataset": "bond2014"}}
+    for k, value in picks:
+        key = KEYS[k % len(KEYS)]
+        spec.setdefault(key.table, {})[key.name] = value
+    try:
+        load_spec(spec)
+    except DataError as err:
+        assert err.problems
