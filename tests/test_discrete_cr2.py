@@ -186,3 +186,19 @@ def test_conf_level_uses_t_quantile(panels):
     q = stats.t.ppf(0.95, res.df_satterthwaite)
     np.testing.assert_allclose(r90.summary["upper 90%"], res.params + q * res.se, rtol=1e-12)
     assert isinstance(r90.summary, pd.DataFrame)
+
+
+def test_separated_year_does_not_crash_and_is_flagged():
+    """No events in the reference year: the intercept runs away; CR2 still returns, and the
+    notes say the robust errors of the separated terms are not meaningful."""
+    rng = np.random.default_rng(3)
+    G = 40
+    stop = rng.integers(2, 8, G)  # every site discontinues in year 2-7, never in year 1
+    rows = [{"site": f"s{s:02d}", "year": y, "active": int(y < stop[s]),
+             "team_size": int(rng.integers(1, 9))}
+            for s in range(G) for y in range(1, min(stop[s], 6) + 1)]
+    res = fit_discrete_time(pd.DataFrame(rows), "C(year) + team_size")
+    sep = [n for n in res.notes if "separation" in n]
+    assert sep and "Intercept" in sep[0] and "not meaningful" in sep[0]
+    assert np.isfinite(res.se["team_size"]) and res.se["team_size"] > 0
+    assert np.isfinite(res.summary.loc["team_size", "df"])

@@ -57,6 +57,13 @@ def _inv_sqrt_psd(g: np.ndarray, tol: float = 1e-12) -> np.ndarray:
     return np.einsum("kab,kb,kcb->kac", vecs, p, vecs)
 
 
+def _psd_factor(b: np.ndarray) -> np.ndarray:
+    """A factor ``L`` with ``L L' = b`` that also exists when ``b`` is only semi-definite
+    numerically (near-separated fits); the df use ``L`` only through ``L L'``."""
+    vals, vecs = np.linalg.eigh(b)
+    return vecs * np.sqrt(np.clip(vals, 0.0, None))
+
+
 def glm_cluster_robust(X: np.ndarray, y: np.ndarray, mu: np.ndarray, dmu_deta: np.ndarray,
                        var: np.ndarray, groups: np.ndarray, type: str = "CR2",
                        bread: np.ndarray | None = None) -> ClusterRobust:
@@ -76,10 +83,10 @@ def glm_cluster_robust(X: np.ndarray, y: np.ndarray, mu: np.ndarray, dmu_deta: n
     n, p = X.shape
     Xd = dmu_deta[:, None] * X
     w = 1.0 / var
-    M = np.linalg.inv(Xd.T @ (w[:, None] * Xd))
+    M = np.linalg.pinv(Xd.T @ (w[:, None] * Xd), hermitian=True)
     M = (M + M.T) / 2
     B = M if bread is None else (np.asarray(bread, float) + np.asarray(bread, float).T) / 2
-    L = np.linalg.cholesky(B)
+    L = _psd_factor(B)
     r = y - mu
     J = int(groups.max()) + 1
     sizes = np.bincount(groups, minlength=J)

@@ -104,8 +104,9 @@ class DiscreteTimeResult:
         a = (1 - self.conf_level) / 2
         stat = self.params / self.se
         pct = f"{100 * self.conf_level:g}%"
-        cols: dict[str, pd.Series] = {"coef": self.params, "exp(coef)": np.exp(self.params),
-                                      "se": self.se}
+        with np.errstate(over="ignore"):  # a separated term: exp(coef) is inf, said in notes
+            cols: dict[str, pd.Series] = {"coef": self.params, "exp(coef)": np.exp(self.params),
+                                          "se": self.se}
         if self.df is None:
             q = stats.norm.ppf(1 - a)
             cols["z"] = stat
@@ -117,8 +118,9 @@ class DiscreteTimeResult:
             cols["p"] = pd.Series(2 * stats.t.sf(np.abs(stat), self.df), index=self.params.index)
         lo = self.params - q * self.se
         hi = self.params + q * self.se
-        cols.update({f"lower {pct}": lo, f"upper {pct}": hi,
-                     f"exp(lower {pct})": np.exp(lo), f"exp(upper {pct})": np.exp(hi)})
+        with np.errstate(over="ignore"):
+            cols.update({f"lower {pct}": lo, f"upper {pct}": hi,
+                         f"exp(lower {pct})": np.exp(lo), f"exp(upper {pct})": np.exp(hi)})
         return pd.DataFrame(cols)
 
     def hazard(self, newdata: pd.DataFrame) -> pd.Series:
@@ -292,7 +294,8 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
         cr = glm_cluster_robust(Xn, y, mu, links.inverse_deriv(eta), family.variance(mu),
                                 groups, vcov, bread=np.asarray(fit.normalized_cov_params))
     cov = pd.DataFrame(cr.cov, index=names, columns=names)
-    se = pd.Series(np.sqrt(np.diag(cr.cov)), index=names, name="se")
+    with np.errstate(invalid="ignore"):  # a separated term's variance can round below 0
+        se = pd.Series(np.sqrt(np.diag(cr.cov)), index=names, name="se")
     df_satt = pd.Series(cr.df_satterthwaite, index=names, name="df")
     if test == "Satterthwaite":
         df = df_satt
@@ -324,7 +327,9 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
     big = params.index[(params.abs() > 15) & (se_naive > 100)]
     if len(big):
         notes.append("possible separation (no events in some level): "
-                     + ", ".join(map(str, big)))
+                     + ", ".join(map(str, big)) + "; their cluster-robust se, t/z and "
+                     "limits are not meaningful (the sandwich collapses where fitted "
+                     "probabilities reach 0 or 1)")
     return DiscreteTimeResult(
         formula=rhs, link=link, outcome=outcome, params=params, se=se, se_naive=se_naive,
         cov=cov, conf_level=conf_level, nobs=len(used), n_events=n_events, n_sites=G,
