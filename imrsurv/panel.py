@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ._tables import missing_mask, read_table
-from .errors import DataError, Problem
+from .errors import DataError, Problem, bad_argument
 
 DERIVED = ("at_risk", "event", "restart_at_risk", "restart_event")
 
@@ -49,9 +49,15 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
     site-year, so that later notes can point back at it.
     ``attrs`` records the site/year/active column names and the source.
     """
+    for name, value in (("site", site), ("year", year), ("active", active)):
+        if not isinstance(value, str) or not value:
+            raise bad_argument(name, value, "a column name (a non-empty string)")
     table = read_table(panel_or_path, "panel")
     src = table.source
     frame = table.frame
+    if len(frame) == 0:
+        raise DataError([Problem(src, None, None, "the panel has no rows (only a header)")],
+                        "invalid panel")
     missing = [c for c in (site, year, active) if c not in frame.columns]
     if missing:
         have = ", ".join(map(str, frame.columns)) or "none"
@@ -61,7 +67,8 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
     where = table.where
     problems: list[tuple[int, Problem]] = []
 
-    site_missing = missing_mask(frame[site])
+    # site ids are labels: "NA" or "None" is a site name; only an empty cell is missing
+    site_missing = (frame[site].isna() | frame[site].astype(str).str.strip().eq("")).to_numpy()
     sites = frame[site].astype(str).str.strip().to_numpy(object) if frame[site].dtype == object \
         else frame[site].to_numpy(object)
     labels = [None if m else str(s) for s, m in zip(sites, site_missing, strict=True)]
@@ -109,6 +116,15 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
         y0, y1 = int(uniq["year"].iloc[k]), int(uniq["year"].iloc[k + 1])
         gap = ", ".join(str(v) for v in range(y0 + 1, y1))
         add(i, f"gap in {year}s: {y1} follows {y0} (missing {gap})")
+
+    for c in frame.columns:
+        if c in (site, year, active) or c in DERIVED:
+            continue
+        num = pd.to_numeric(frame[c].where(~pd.Series(missing_mask(frame[c]))),
+                            errors="coerce").to_numpy(float)
+        shown_c = frame[c].astype(str).str.strip().to_numpy(object)
+        for i in np.flatnonzero(np.isinf(num)):
+            add(i, f"{c} {shown_c[i]} is not finite")
 
     if problems:
         problems.sort(key=lambda ip: ip[0])

@@ -138,3 +138,16 @@ def test_sites_named_na_and_none_are_sites(write_csv):
     assert sorted(h.sites["site"]) == ["NA", "None", "null"]
     with pytest.raises(DataError, match="line 3: missing site"):
         ims.read_history(write_csv("e2.csv", "site,time,event\nA,0,start\n,1,end\nA,2,end"))
+
+
+def test_read_panel_arguments_and_silent_cases(write_csv):
+    with pytest.raises(ArgumentError, match="panel must be a path"):
+        ims.read_panel(None)
+    with pytest.raises(ArgumentError, match="site=3 is not allowed"):
+        ims.read_panel(pd.DataFrame({"site": ["a"], "year": [1], "active": [1]}), site=3)
+    with pytest.raises(DataError, match="no rows"):
+        ims.read_panel(write_csv("p.csv", "site,year,active"))
+    with pytest.raises(DataError, match='line 3, site "a": team_size inf is not finite'):
+        ims.read_panel(write_csv("p2.csv", "site,year,active,team_size\na,1,1,3\na,2,1,inf"))
+    pp = ims.read_panel(write_csv("p3.csv", "site,year,active\nNA,1,1\nNA,2,0\nNone,1,1"))
+    assert sorted(set(pp["site"])) == ["NA", "None"]
