@@ -258,8 +258,11 @@ def read_history(
     if col_problems:
         raise DataError(col_problems, "invalid input")
 
-    ev = check_events(ev_t, time_unit)
     ev_kind = time_kind(parse_times(ev_t.frame["time"]))
+    if ev_kind == "date" and time_unit != "years":
+        raise bad_argument("time_unit", time_unit, '"years" (the default) when times are ISO '
+                           "dates: dates are read as calendar years; time_unit scales numbers")
+    ev = check_events(ev_t, time_unit)
     starts = ev.frame[(ev.frame["event"] == "start") & ~ev.bad].groupby("site")
     site_entry = starts["time"].min()
     origin = starts["_date"].min() if ev_kind == "date" else None

@@ -151,3 +151,11 @@ def test_read_panel_arguments_and_silent_cases(write_csv):
         ims.read_panel(write_csv("p2.csv", "site,year,active,team_size\na,1,1,3\na,2,1,inf"))
     pp = ims.read_panel(write_csv("p3.csv", "site,year,active\nNA,1,1\nNA,2,0\nNone,1,1"))
     assert sorted(set(pp["site"])) == ["NA", "None"]
+
+
+def test_time_unit_with_dates_is_refused():
+    ev = pd.DataFrame({"site": ["A", "A"], "time": ["2016-01-01", "2017-01-01"],
+                       "event": ["start", "end"]})
+    with pytest.raises(ArgumentError, match="time_unit='months'.*ISO dates"):
+        ims.read_history(ev, time_unit="months")
+    assert ims.read_history(ev).sites["exit"].tolist() == [1.0]
