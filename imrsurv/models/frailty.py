@@ -1,55 +1,65 @@
-"""Shared gamma frailty for the Cox model, as R ``coxph(... + frailty(site))``.
+"""Shared frailty for the Cox model, as R ``coxph(... + frailty(site))``.
 
-Model: rows of group (site) ``j`` share a multiplicative frailty
-``exp(w_j)`` with ``exp(w_j) ~ Gamma(mean 1, variance theta)``.  Following
-Therneau & Grambsch (2000, ch. 9) and R's ``frailty.gamma`` (default
-``method = "em"``):
+Model: rows of group (site) ``j`` share a frailty ``f_j`` on the log-hazard
+scale, ``exp(f_j) ~ Gamma(mean 1, variance theta)`` (``distribution="gamma"``,
+R ``frailty.gamma``, default ``method = "em"``) or ``f_j ~ N(0, theta)``
+(``"gaussian"``, R ``frailty.gaussian``, default ``method = "reml"``).
+Following Therneau & Grambsch (2000, ch. 9) and R's ``coxpenal.fit``:
 
-* Inner fit, theta fixed (``nu = 1 / theta``): Newton-Raphson on the
-  penalised partial log-likelihood over ``(beta, w)``::
+* Inner fit, theta fixed: R's ``agfit5`` Newton-Raphson on the penalised
+  partial log-likelihood over ``(beta, f)`` (:mod:`._frailty_newton`).  With
+  more than 5 groups (R's ``sparse = TRUE`` default) only the diagonal of the
+  frailty block of the information is kept, which makes each step O(n) for
+  any number of groups; with at most 5 the groups are indicator columns and
+  the full information is used (R ``sparse = FALSE``).
+* Outer search over theta, the same trial sequence as R:
 
-      PPL = loglik(beta, w) - nu * sum_j (exp(w_j) - w_j)
+  - gamma (``frailty.controlgam``): maximise the approximate marginal
+    ("integrated") log-likelihood ``PPL(beta_hat, f_hat) + G(d, nu)``,
+    ``nu = 1 / theta``, ``d_j`` the (unweighted) events of group j::
 
-  with the frailties as extra columns of the design.  At the optimum
-  ``mean(exp(w)) = 1`` (a common shift of ``w`` leaves ``loglik`` unchanged,
-  so the penalty alone fixes it), which is R's centring of ``fit$frail``.
-* Outer search over theta: the approximate marginal ("integrated")
-  log-likelihood ``loglik(beta_hat, w_hat) + G(d, nu)`` with ``d_j`` the events
-  of group j and::
+        G = sum_j [d_j + nu log(nu / (nu + d_j))
+                   + lgamma(nu + d_j) - lgamma(nu) - d_j log(nu + d_j)]
 
-      G = sum_j [d_j + nu log(nu / (nu + d_j))
-                 + lgamma(nu + d_j) - lgamma(nu) - d_j log(nu + d_j)]
+    trials theta = 0, 1, then a parabolic step on ``sqrt(theta)``
+    (``frailty.brent``); stop when the relative change of the marginal
+    log-likelihood is below ``1e-5``, or after 10 trials.
+  - Gaussian (``frailty.controlgauss``, REML): solve
+    ``resid(theta) = sum f_j^2 / (q - trH / theta) - theta = 0`` with ``trH``
+    the trace of the frailty block of ``H^-1``; trials 1, then x3 or /3,
+    then a secant-type step; stop when ``|resid| < sqrt(tol)`` (R's
+    ``eps2``), or after 10 trials.
 
-  (integer event counts ``d_j``, as R)
+  The reported theta is that of the last inner fit (R prints it as
+  "Variance of random effect"), not a more exactly located optimum.
 
-  is maximised by the same sequence of trial values R's
-  ``frailty.controlgam`` uses (theta = 0, 1, then a parabolic step on
-  ``sqrt(theta)``; stop when the relative change of the marginal
-  log-likelihood is below ``eps = 1e-5`` or after 10 trials), so the reported
-  theta (that of the last inner fit, which R prints as "Variance of random
-  effect"; R's ``fit$history[[1]]$theta`` is the next, untried proposal) is
-  R's, not a more exactly located maximum (the two differ by about
-  1e-3 relative on the test data, well inside the standard error of theta).
-
-Standard errors are R's ``se(coef)``: the beta block of the inverse of the
-penalised information in which, as R's sparse frailty code does (more than 5
-groups), the frailty-by-frailty block is replaced by its diagonal.  ``se2`` is
-R's sandwich ``H^-1 I H^-1`` version of it.
+Standard errors are R's ``se(coef)``: the beta block of ``H^-1``, ``H`` the
+penalised information (frailty block diagonal when sparse); ``se2`` is R's
+``H^-1 I H^-1`` version, ``I`` the unpenalised information.  Neither accounts
+for the estimation of theta.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from scipy import stats
 
+from ..errors import DataError, NotEstimable
 from . import _coxcore as core
+from . import _frailty_newton as fn
 
-__all__ = ["FrailtyResult", "fit_cox_frailty", "fit_gamma_frailty", "gamma_correction"]
+__all__ = ["FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
+           "gamma_correction", "memory_estimate"]
+
+DISTRIBUTIONS = ("gamma", "gaussian")
+SPARSE_ABOVE = 5      # R frailty(): sparse = (number of levels > 5)
+MEMORY_FRACTION = 0.8
 
 
 def gamma_correction(d: np.ndarray, nu: float) -> float:
@@ -95,82 +105,57 @@ def _parabola_step(x: np.ndarray, y: np.ndarray, lower: float = 0.0) -> float:
     return float(new)
 
 
-@dataclass
-class _Inner:
-    beta: np.ndarray
-    w: np.ndarray
-    loglik: float          # partial log-likelihood, no penalty
-    info: np.ndarray       # unpenalised information of (beta, w)
-    iterations: int
-    converged: bool
-
-
-def _inner_fit(pb: core.CoxProblem, p: int, theta: float, init: np.ndarray,
-               max_iter: int, eps: float) -> _Inner:
-    """Penalised Newton-Raphson over (beta, w) at fixed theta (w fixed at 0 when theta = 0)."""
-    q = pb.x.shape[1] - p
-    if theta == 0:
-        sub = core.CoxProblem(x=np.asfortranarray(pb.x[:, :p]), centers=pb.centers[:, :p],
-                              weights=pb.weights, offset=pb.offset, strata=pb.strata,
-                              n_strata=pb.n_strata, index=pb.index, start=pb.start,
-                              stop=pb.stop, event=pb.event, efron=pb.efron)
-        nr = core.newton_raphson(sub, max_iter=max_iter, eps=eps, init=init[:p])
-        st = core.evaluate(pb, np.r_[nr.state.beta, np.zeros(q)])
-        return _Inner(nr.state.beta, np.zeros(q), st.loglik, st.info, nr.iterations,
-                      nr.converged)
-    nu = 1.0 / theta
-
-    def penalised(coef: np.ndarray) -> tuple[core.CoxState, float, np.ndarray, np.ndarray]:
-        st = core.evaluate(pb, coef)
-        w = coef[p:]
-        ew = np.exp(w)
-        pl = st.loglik - nu * float(np.sum(ew - w))
-        grad = st.score.copy()
-        grad[p:] -= nu * (ew - 1)
-        hess = st.info.copy()
-        hess[np.arange(p, p + q), np.arange(p, p + q)] += nu * ew
-        return st, pl, grad, hess
-
-    coef = init.copy()
-    st, best, grad, hess = penalised(coef)
-    converged, it = False, 0
-    halving = 0
-    old = coef
-    while it < max_iter:
-        it += 1
-        if halving == 0:
-            step = sla.solve(hess, grad, assume_a="pos")
-            old, coef = coef, coef + step
-        st_n, pl, grad_n, hess_n = penalised(coef)
-        if not np.isfinite(pl) or pl < best - 1e-12 * abs(best):
-            halving += 1
-            coef = (old * halving + coef) / (halving + 1)
-            continue
-        done = halving == 0 and abs(1 - best / pl) <= eps
-        halving = 0
-        st, best, grad, hess = st_n, pl, grad_n, hess_n
-        if done:
-            converged = True
-            break
-    w = coef[p:] - np.log(np.mean(np.exp(coef[p:])))
-    return _Inner(coef[:p].copy(), w, st.loglik, st.info, it, converged)
+def _gauss_step(hist: np.ndarray, outer: int) -> float:
+    """Next theta of R ``frailty.controlgauss`` from rows (theta, resid) tried so far."""
+    theta, resid = hist[:, 0], hist[:, 1]
+    if outer == 1:
+        return float(theta[0] * 3 if resid[0] > 0 else theta[0] / 3)
+    if outer == 2:
+        if np.all(resid > 0):
+            return float(theta[1] * 2)
+        if np.all(resid < 0):
+            return float(theta[1] / 2)
+        return float(np.mean(theta[:2]))
+    order = np.argsort(theta, kind="stable")
+    tx, ty = theta[order], resid[order]
+    if np.all(ty > 0):
+        return float(2 * tx.max())
+    if np.all(ty < 0):
+        return float(0.5 * tx.min())
+    b1 = int(np.flatnonzero(order == outer - 1)[0])
+    b1 = min(max(b1, 1), outer - 2)
+    r_ = ty[b1] / ty[b1 + 1]
+    s_ = ty[b1] / ty[b1 - 1]
+    u_ = r_ / s_
+    num = s_ * (u_ * (r_ - u_) * (tx[b1 + 1] - tx[b1]) - (1 - r_) * (tx[b1] - tx[b1 - 1]))
+    den = (u_ - 1) * (r_ - 1) * (s_ - 1)
+    new = tx[b1] + num / den
+    if new > tx[b1 + 1]:
+        new = (tx[b1] + tx[b1 + 1]) / 2
+    if new < tx[b1 - 1]:
+        new = (tx[b1] + tx[b1 - 1]) / 2
+    return float(new)
 
 
 @dataclass
 class FrailtyResult:
-    """A Cox fit with a shared gamma frailty (see the module docstring).
+    """A Cox fit with a shared frailty (see the module docstring).
 
     ``loglik`` is R's ``fit$loglik[2]``: the (unpenalised) partial
-    log-likelihood at the penalised estimates; ``loglik_penalised`` adds R's
-    penalty ``nu * sum(w_j)`` (R drops the constant ``nu * sum(exp(w_j)) =
-    nu * q``), the inner objective; ``loglik_integrated`` is the approximate
-    marginal log-likelihood ``loglik_penalised + G(d, nu)`` maximised over
-    theta (R's "I-likelihood", ``fit$history[[1]]$c.loglik``).
-    ``lrt_theta_zero`` tests theta = 0 against the fit without frailty:
-    ``2 (loglik_integrated - loglik_nofrailty)`` (at theta = 0 the marginal
-    log-likelihood is the ordinary Cox one); theta = 0 lies on the boundary,
-    so the p-value uses the 50:50 mixture of chi-square(0) and chi-square(1),
-    ``0.5 * P(chi2_1 > stat)`` (Self & Liang 1987).
+    log-likelihood at the penalised estimates, ``loglik_null`` R's
+    ``fit$loglik[1]`` (beta = 0, no frailty); ``loglik_penalised`` subtracts
+    R's penalty ``fit$penalty[2]`` (gamma: ``-sum(f_j) / theta``, R drops the
+    constant ``sum(exp f_j) / theta``; Gaussian: ``sum(f_j^2 / theta +
+    log(2 pi theta)) / 2``).  Gamma only: ``loglik_integrated`` is the
+    approximate marginal log-likelihood ``loglik_penalised + G(d, nu)``
+    maximised over theta (R's "I-likelihood", ``fit$history[[1]]$c.loglik``)
+    and ``lrt_theta_zero`` tests theta = 0 against the fit without frailty:
+    ``2 (loglik_integrated - loglik_nofrailty)``; theta = 0 lies on the
+    boundary, so the p-value uses the 50:50 mixture of chi-square(0) and
+    chi-square(1), ``0.5 * P(chi2_1 > stat)`` (Self & Liang 1987).
+    ``frailties_var`` is R's ``fit$fvar`` (diagonal of the frailty block of
+    ``H^-1``) and ``df_frailty`` R's degrees of freedom of the frailty term,
+    ``q - sum(fvar * penalty'')``.
     """
 
     params: pd.Series
@@ -179,137 +164,348 @@ class FrailtyResult:
     cov: pd.DataFrame
     frailty_variance: float
     frailties: pd.Series
+    frailties_var: pd.Series
     loglik: float
+    loglik_null: float
     loglik_penalised: float
     loglik_integrated: float
     loglik_nofrailty: float
     theta_history: pd.DataFrame
+    distribution: str
+    sparse: bool
+    df_frailty: float
     ties: str
     n: int
     n_events: int
+    n_groups: int
+    iterations: tuple[int, int]
     converged: bool
+    frailty: str = "group"
     notes: list[str] = field(default_factory=list)
 
     @property
+    def se_naive(self) -> pd.Series:
+        """The model-based (R ``se(coef)``) errors; a frailty fit has no robust ones."""
+        return self.se
+
+    @property
     def lrt_theta_zero(self) -> dict[str, float]:
+        if self.distribution != "gamma":
+            return {"statistic": math.nan, "df": 1.0, "p": math.nan}
         stat = max(2.0 * (self.loglik_integrated - self.loglik_nofrailty), 0.0)
         return {"statistic": stat, "df": 1.0, "p": 0.5 * float(stats.chi2.sf(stat, 1))}
 
     @property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(2 * stats.norm.sf(np.abs(self.params / self.se)),
+                         index=self.params.index, name="p")
+
+    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        q = stats.norm.ppf(0.5 + level / 2)
+        pct = f"{100 * level:g}%"
+        return pd.DataFrame({f"lower {pct}": self.params - q * self.se,
+                             f"upper {pct}": self.params + q * self.se})
+
+    @property
     def summary(self) -> pd.DataFrame:
+        """Wald table: ``coef, exp(coef), se, se2, z, p``, 95% limits and their exp.
+
+        ``se`` is R's ``se(coef)`` (z, p and the limits use it); ``se2`` is R's
+        sandwich-type ``se2`` (see the class and module docstrings).
+        """
         z = self.params / self.se
+        ci = self.conf_int()
+        lo, hi = ci.iloc[:, 0], ci.iloc[:, 1]
         return pd.DataFrame({"coef": self.params, "exp(coef)": np.exp(self.params),
-                             "se(coef)": self.se, "se2": self.se2, "z": z,
-                             "p": 2 * stats.norm.sf(np.abs(z))})
+                             "se": self.se, "se2": self.se2, "z": z, "p": self.pvalues,
+                             "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
+                             "exp(upper 95%)": np.exp(hi)})
+
+    def __repr__(self) -> str:
+        kind = "gamma" if self.distribution == "gamma" else "Gaussian"
+        head = (f"Cox model with a shared {kind} frailty by {self.frailty} "
+                f"({self.n_groups} groups, {'sparse' if self.sparse else 'dense'}); "
+                f"ties = {self.ties}\n  n = {self.n} rows, {self.n_events} events; "
+                f"variance of the random effect = {self.frailty_variance:.4g}")
+        if self.distribution == "gamma":
+            lrt = self.lrt_theta_zero
+            head += f"\n  LRT theta = 0: {lrt['statistic']:.3f}, p = {lrt['p']:.3g}"
+        table = self.summary[["coef", "exp(coef)", "se", "se2", "z", "p"]].to_string(
+            float_format=lambda v: f"{v:.4g}")
+        tail = "" if self.converged else "\n  (not converged: see notes)"
+        return f"{head}\n\n{table}{tail}"
 
 
-def fit_gamma_frailty(pb: core.CoxProblem, names: list[str], group: np.ndarray,
-                      group_labels: pd.Index, ties: str, max_iter: int = 30,
-                      tol: float = 1e-9, eps: float = 1e-5, outer_max: int = 10
-                      ) -> FrailtyResult:
+# ---------------------------------------------------------------------------
+# Memory
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (Linux ``MemAvailable``, else physical memory)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def memory_estimate(n: int, p: int, q: int, sparse: bool) -> int:
+    """Peak bytes of the frailty fit beyond its input (float64 arrays).
+
+    Sparse: about 40 + 3p length-n arrays (risk-set sums, per-row terms, the
+    2n sorted row end points) plus the p x q beta-by-frailty block.  Dense: the
+    n x (p + q) augmented design, held about three times, and (p + q)^2 matrices.
+    """
+    if sparse:
+        return 8 * (n * (40 + 3 * p) + 4 * q * (p + 4) + 4 * p * p)
+    m = p + q
+    return 8 * (3 * n * m + 30 * n + 6 * m * m)
+
+
+def _bytes(b: float) -> str:
+    return f"{b / 1e9:.2f} GB" if b >= 1e9 else f"{b / 1e6:.1f} MB"
+
+
+def _check_memory(n: int, p: int, q: int, sparse: bool) -> None:
+    need = memory_estimate(n, p, q, sparse)
+    have = _available_memory()
+    if need > MEMORY_FRACTION * have:
+        raise DataError([f"the frailty fit ({n} rows, {p} coefficients, {q} groups, "
+                         f"{'sparse' if sparse else 'dense'}) needs about {_bytes(need)} "
+                         f"of memory and {_bytes(have)} are available; use fewer rows "
+                         "or coefficients" + ("" if sparse else ", or sparse=True")],
+                        title="not enough memory")
+
+
+# ---------------------------------------------------------------------------
+# Fitting
+
+
+def _singular(exc: fn.Singular, names: list[str], labels: pd.Index, theta: float,
+              column: str) -> NotEstimable:
+    if exc.frailty:
+        which = ", ".join(f'"{labels[i]}"' for i in exc.columns[:10])
+        more = f" and {len(exc.columns) - 10} more" if len(exc.columns) > 10 else ""
+        what = (f"the frailty of {column} {which}{more} cannot be estimated at theta = "
+                f"{theta:.4g}: its penalised information is not positive")
+    else:
+        cols = [names[i] for i in exc.columns if i < len(names)] or names
+        what = (f"the coefficient{'s' if len(cols) > 1 else ''} of "
+                f"{', '.join(cols)} cannot be estimated in the frailty model "
+                f"(theta = {theta:.4g}): the penalised information matrix is singular, so "
+                "the column is constant, collinear with other columns, or constant within "
+                f"every {column} group; drop or recode it")
+    return NotEstimable(what)
+
+
+def fit_frailty(pb: core.CoxProblem, names: list[str], group: np.ndarray,
+                group_labels: pd.Index, ties: str, *, distribution: str = "gamma",
+                sparse: bool | None = None, max_iter: int = 20, tol: float = 1e-9,
+                eps: float | None = None, outer_max: int = 10) -> FrailtyResult:
     """Fit the frailty model on an already built (non-frailty) problem ``pb``.
 
     ``group`` holds integer codes ``0..q-1`` of each row's frailty group.
+    ``sparse=None`` follows R (sparse when more than 5 groups).  ``tol`` is
+    the inner convergence tolerance (R ``coxph.control(eps)``), ``eps`` the
+    outer one (default as R: 1e-5 for gamma, ``sqrt(tol)`` for Gaussian).
     """
     p, q = pb.x.shape[1], int(group.max()) + 1
-    z = np.zeros((pb.x.shape[0], q))
-    z[np.arange(group.size), group] = 1.0
-    zc = z - (pb.weights @ z / pb.weights.sum())
-    aug = core.CoxProblem(x=np.asfortranarray(np.hstack([pb.x, zc])),
-                          centers=np.hstack([pb.centers, np.zeros((pb.n_strata, q))]),
-                          weights=pb.weights, offset=pb.offset, strata=pb.strata,
-                          n_strata=pb.n_strata, index=pb.index, start=pb.start, stop=pb.stop,
-                          event=pb.event, efron=pb.efron)
+    sparse = q > SPARSE_ABOVE if sparse is None else bool(sparse)
+    gamma = distribution == "gamma"
+    eps = (1e-5 if gamma else math.sqrt(tol)) if eps is None else eps
+    model: fn.SparseFrailty | fn.DenseFrailty = (fn.SparseFrailty(pb, group, q) if sparse
+                                                 else fn.DenseFrailty(pb, group, q))
     d = np.bincount(group, pb.event.astype(float), minlength=q)
+    column = str(group_labels.name or "group")
+
+    def inner(theta: float, beta0: np.ndarray, f0: np.ndarray) -> fn.InnerFit:
+        try:
+            return fn.newton_agfit5(model, fn.Penalty(distribution, theta), beta0, f0,
+                                    max_iter, tol)
+        except fn.Singular as exc:
+            raise _singular(exc, names, group_labels, theta, column) from None
 
     thetas: list[float] = []
-    cll: list[float] = []
-    fits: list[_Inner] = []
-    theta, fit, outer_done = 0.0, None, False
+    fits: list[fn.InnerFit] = []
+    rows: list[list[float]] = []
+    theta, done = (0.0 if gamma else 1.0), False
     for outer in range(1, outer_max + 1):
         if fits:   # warm start from the fit at the nearest theta tried (as R)
-            near = fits[int(np.argmin([(t - theta) ** 2 for t in thetas]))]
-            init = np.r_[near.beta, near.w]
+            near = fits[int(np.argmin([(t - theta) ** 2 for t in thetas]))].state
+            b0, f0 = near.beta, near.f
         else:
-            init = np.zeros(p + q)
-        fit = _inner_fit(aug, p, theta, init, max_iter, tol)
-        # R's inner loglik carries the penalty, less its constant nu * sum(exp(w)) = nu * q
-        corr = 0.0 if theta == 0 else (float(np.sum(fit.w)) / theta
-                                       + gamma_correction(d, 1.0 / theta))
+            b0, f0 = np.zeros(p), np.zeros(q)
+        fit = inner(theta, b0, f0)
         thetas.append(theta)
-        cll.append(fit.loglik + corr)
         fits.append(fit)
-        x, y = np.array(thetas), np.array(cll)
-        if outer == 1:
-            theta = 1.0
-        elif outer == 2:
-            theta = float(np.mean(x)) if y[1] < y[0] + 1 else 2 * x[1]
-        else:
-            if abs(1 - y[-1] / y[-2]) < eps:
-                outer_done = True
-                break
-            if y[-1] == y.max() and x[-1] == x.max():
-                theta = 2 * float(x.max())
+        st = fit.state
+        if gamma:
+            corr = 0.0 if theta == 0 else gamma_correction(d, 1.0 / theta)
+            rows.append([theta, st.ppl, st.ppl + corr])
+            x, y = np.array(thetas), np.array([r[2] for r in rows])
+            if outer == 1:
+                theta = 1.0
+            elif outer == 2:
+                theta = float(np.mean(x)) if y[1] < y[0] + 1 else 2 * x[1]
             else:
-                theta = _parabola_step(np.sqrt(x), y, lower=0.0) ** 2
-    assert fit is not None
-    theta_hat = thetas[-1]
-    converged = fit.converged and outer_done
-
-    nu = 1.0 / theta_hat if theta_hat > 0 else 0.0
-    # penalised information with R's sparse (diagonal) frailty block
-    h = fit.info.copy()
-    ww = h[p:, p:]
-    pen = nu * np.exp(fit.w)
-    h[p:, p:] = np.diag(np.diag(ww) + pen)
-    if theta_hat == 0:
-        hinv = np.zeros_like(h)
-        hinv[:p, :p] = np.linalg.inv(h[:p, :p])
+                if abs(1 - y[-1] / y[-2]) < eps:
+                    done = True
+                    break
+                if y[-1] == y.max() and x[-1] == x.max():
+                    theta = 2 * float(x.max())
+                else:
+                    theta = _parabola_step(np.sqrt(x), y, lower=0.0) ** 2
+        else:
+            trh = float(np.sum(model.inverse(st, fit.parts)[2]))
+            fsum = float(np.sum(st.f ** 2))
+            resid = fsum / (q - trh / theta) - theta
+            rows.append([theta, resid, fsum, trh])
+            if outer >= 3 and abs(resid) < eps:
+                done = True
+                break
+            theta = _gauss_step(np.array(rows), outer)
+    final = fits[-1]
+    st, theta_hat = final.state, thetas[-1]
+    var, bfb, fvar = model.inverse(st, final.parts)
+    var2 = var if theta_hat == 0 else var - bfb.T @ (st.second[:, None] * bfb)
+    if gamma:
+        plain = fits[0]
     else:
-        hinv = np.linalg.inv(h)
-    var = (hinv[:p, :p] + hinv[:p, :p].T) / 2
-    bw = hinv[p:, :p]
-    var2 = var - bw.T @ (pen[:, None] * bw)
-    penalty = nu * float(np.sum(fit.w))
+        plain = inner(0.0, np.zeros(p), np.zeros(q))
+    # R's fit$loglik[1] (agfit5a): beta = 0, no frailty; the dense fit adds the penalty of its
+    # frailty columns at 0 at the first trial theta
+    null = model.evaluate(np.zeros(p), np.zeros(q), fn.Penalty(distribution, 0.0))
+    loglik_null = null.loglik
+    if not sparse and not gamma:
+        loglik_null -= fn.Penalty(distribution, 1.0).terms(np.zeros(q))[0]
     idx = pd.Index(names)
-    plain = fits[0]
-    notes = [f"Shared gamma frailty: variance theta = {theta_hat:.6g} chosen by maximising "
-             "the approximate marginal likelihood (R frailty.gamma method = 'em')."]
+    n_inner = sum(f.iterations for f in fits)
+    hist_cols = (["theta", "loglik_penalised", "loglik_integrated"] if gamma
+                 else ["theta", "resid", "fsum", "trH"])
+    converged = final.converged and done
+    notes = _notes(distribution, theta_hat, q, sparse, done, fits, outer_max, pb)
     return FrailtyResult(
-        params=pd.Series(fit.beta, index=idx, name="coef"),
-        se=pd.Series(np.sqrt(np.diag(var)), index=idx, name="se(coef)"),
-        se2=pd.Series(np.sqrt(np.diag(var2)), index=idx, name="se2"),
+        params=pd.Series(st.beta, index=idx, name="coef"),
+        se=pd.Series(np.sqrt(np.diag(var)), index=idx, name="se"),
+        se2=pd.Series(np.sqrt(np.maximum(np.diag(var2), 0)), index=idx, name="se2"),
         cov=pd.DataFrame(var, index=idx, columns=idx),
         frailty_variance=theta_hat,
-        frailties=pd.Series(fit.w, index=group_labels, name="frailty"),
-        loglik=fit.loglik,
-        loglik_penalised=fit.loglik + penalty,
-        loglik_integrated=cll[-1],
-        loglik_nofrailty=plain.loglik,
-        theta_history=pd.DataFrame({"theta": thetas, "loglik_integrated": cll}),
-        ties=ties, n=pb.index.n, n_events=int(pb.event.sum()), converged=bool(converged),
-        notes=notes)
+        frailties=pd.Series(st.f, index=group_labels, name="frailty"),
+        frailties_var=pd.Series(fvar, index=group_labels, name="frailty_var"),
+        loglik=st.loglik, loglik_null=loglik_null, loglik_penalised=st.ppl,
+        loglik_integrated=rows[-1][2] if gamma else math.nan,
+        loglik_nofrailty=plain.state.loglik,
+        theta_history=pd.DataFrame(rows, columns=hist_cols),
+        distribution=distribution, sparse=sparse,
+        df_frailty=float(q - np.sum(fvar * st.second)), ties=ties, n=pb.index.n,
+        n_events=int(pb.event.sum()), n_groups=q, iterations=(len(fits), n_inner),
+        converged=bool(converged), frailty=column, notes=notes)
+
+
+def _notes(distribution: str, theta: float, q: int, sparse: bool, done: bool,
+           fits: list[fn.InnerFit], outer_max: int, pb: core.CoxProblem) -> list[str]:
+    if distribution == "gamma":
+        notes = [f"Shared gamma frailty: variance theta = {theta:.6g}, chosen by maximising "
+                 "the approximate marginal likelihood (R frailty.gamma, method = 'em'); the "
+                 "likelihood-ratio test of theta = 0 uses the 50:50 chi-square(0)/(1) mixture."]
+    else:
+        notes = [f"Shared Gaussian (log-normal) frailty: variance theta = {theta:.6g}, chosen "
+                 "by REML (R frailty.gaussian, method = 'reml')."]
+    how = ("sparse: only the diagonal of the frailty block of the information is kept" if sparse
+           else "dense: full information")
+    notes.append(
+        f"{q} groups, fit as R ({how}). se is R's se(coef), the beta block of the inverse "
+        "penalised information; se2 is R's se2 (H^-1 I H^-1); neither accounts for the "
+        "estimation of theta.")
+    if not done:
+        notes.append(f"The search over theta did not converge in {outer_max} trials; theta is "
+                     "the last trial (as R).")
+    bad = [i + 1 for i, f in enumerate(fits) if not f.converged]
+    if bad:
+        notes.append("The inner Newton-Raphson did not converge at trial(s) "
+                     f"{', '.join(map(str, bad))} of theta (as R warns).")
+    if not pb.unweighted:
+        notes.append("Case weights: the penalised likelihood is weighted; the marginal "
+                     "likelihood's event counts per group are unweighted, as R.")
+        if pb.efron and not pb.index.identity:
+            notes.append("Weighted tied deaths use the textbook Efron term (as fit_cox and R "
+                         "coxph without frailty), not R's sparse-frailty code, whose Efron term "
+                         "weights tied deaths by r * w and whose inner loop does not converge; "
+                         "estimates then differ from R's by up to a few per cent.")
+    return notes
+
+
+def fit_gamma_frailty(pb: core.CoxProblem, names: list[str], group: np.ndarray,
+                      group_labels: pd.Index, ties: str, max_iter: int = 20,
+                      tol: float = 1e-9, eps: float = 1e-5, outer_max: int = 10
+                      ) -> FrailtyResult:
+    """Gamma frailty on a built problem (:func:`fit_frailty` with ``distribution="gamma"``)."""
+    return fit_frailty(pb, names, group, group_labels, ties, distribution="gamma",
+                       max_iter=max_iter, tol=tol, eps=eps, outer_max=outer_max)
+
+
+def _check_groups(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Index]:
+    codes, labels = pd.factorize(frame[column], sort=True)
+    q = labels.size
+    if q < 2:
+        only = f' (every row has {column} = "{labels[0]}")' if q else ""
+        raise DataError([f'frailty column "{column}" has a single group{only}: a shared '
+                         "frailty needs at least 2 groups"], title="invalid frailty")
+    size = np.bincount(codes, minlength=q)
+    if size.max() == 1:
+        raise DataError([f'frailty column "{column}" has one row per group ({q} groups, '
+                         f"{len(frame)} rows): a shared frailty needs groups with several rows"
+                         " (is it a row identifier?)"], title="invalid frailty")
+    return codes.astype(np.int64), pd.Index(labels, name=column)
 
 
 def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str, start: str | None = None,
                     stop: str, event: str, strata: str | Sequence[str] | None = None,
                     ties: str = "efron", weights: str | None = None, offset: str | None = None,
-                    missing: str = "raise", max_iter: int = 30, tol: float = 1e-9,
-                    timefix: bool = True) -> FrailtyResult:
-    """``fit_cox(..., frailty=column)``: Cox model with a shared gamma frailty per ``frailty``.
+                    missing: str = "raise", max_iter: int = 20, tol: float = 1e-9,
+                    timefix: bool = True, distribution: str = "gamma",
+                    sparse: bool | None = None) -> FrailtyResult:
+    """``fit_cox(..., frailty=column)``: Cox model with a shared frailty per ``frailty``.
 
     Arguments as :func:`imrsurv.models.cox.fit_cox` (no ``cluster``: the
     frailty replaces the robust variance).  As R ``coxph(Surv(start, stop,
-    event) ~ ... + frailty(column))``; see the module docstring.
+    event) ~ ... + frailty(column, distribution=...))``; see the module
+    docstring.  ``sparse=None`` follows R (sparse for more than 5 groups).
+    ``max_iter`` (inner Newton-Raphson steps per theta) defaults to R's 20.
+
+    Raises :class:`~imrsurv.errors.DataError` for unusable input (a single
+    group, one row per group, too little memory) and
+    :class:`~imrsurv.errors.NotEstimable` when the penalised information is
+    singular.
     """
     from . import cox
 
+    problems = []
+    if distribution not in DISTRIBUTIONS:
+        problems.append(f"distribution={distribution!r} is not allowed: distribution must be "
+                        'one of "gamma", "gaussian"')
+    if sparse is not None and not isinstance(sparse, bool):
+        problems.append(f"sparse={sparse!r} is not allowed: sparse must be True, False or None")
+    if not isinstance(frailty, str):
+        problems.append(f"frailty={frailty!r} is not allowed: frailty must be a column name")
+    if problems:
+        raise DataError(problems, title="invalid argument")
     prep = cox.prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
                        ties=ties, weights=weights, offset=offset, missing=missing,
                        timefix=timefix, grouping={"frailty": [frailty]})
     frame, design, pb, notes = prep.frame, prep.design, prep.problem, prep.notes
-    codes, labels = pd.factorize(frame[frailty], sort=True)
-    res = fit_gamma_frailty(pb, list(design.columns), codes.astype(np.int64),
-                            pd.Index(labels, name=frailty), ties, max_iter, tol)
+    codes, labels = _check_groups(frame, frailty)
+    q = labels.size
+    use_sparse = q > SPARSE_ABOVE if sparse is None else sparse
+    _check_memory(len(frame), pb.x.shape[1], q, use_sparse)
+    del frame, prep
+    res = fit_frailty(pb, list(design.columns), codes, labels, ties, distribution=distribution,
+                      sparse=use_sparse, max_iter=max_iter, tol=tol)
     res.notes[:0] = notes
     return res
