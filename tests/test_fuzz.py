@@ -194,3 +194,30 @@ def test_random_specs_load_or_raise_data_error(picks):
         load_spec(spec)
     except DataError as err:
         assert err.problems
+
+
+CELLS = st.one_of(st.none(), st.just(np.nan), st.integers(-3, 8), st.floats(-1, 8),
+                  st.sampled_from([pd.Timestamp("2016-07-01"), "2016-07-01", "NA", "", "x",
+                                   "start", "end", "discontinue", "restart", True]))
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(CELLS, CELLS, CELLS), min_size=1, max_size=10))
+def test_frames_with_odd_cell_types_give_history_or_data_error(rows):
+    _read(pd.DataFrame(rows, columns=["site", "time", "event"]))
+
+
+@FUZZ
+@given(rows=st.lists(st.tuples(st.sampled_from(["a", "b", "NA", ""]), TIMES,
+                               st.sampled_from(["0", "1", "2", "", "true", "x"]), COV_VALUES),
+                     max_size=10))
+def test_random_panels_read_or_raise_data_error(tmp_path, rows):
+    path = tmp_path / "panel.csv"
+    path.write_text(_csv_text(["site", "year", "active", "team_size"], rows, 0, False))
+    try:
+        pp = ims.read_panel(path)
+    except DataError as err:
+        assert err.problems
+    else:
+        assert set(pp["at_risk"] + pp["restart_at_risk"]) == {1}
+        assert (pp.groupby("site")["year"].diff().dropna() == 1).all()
