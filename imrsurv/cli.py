@@ -103,11 +103,39 @@ BOND_SPEC = {
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.build import report
+    from pathlib import Path
 
-    out = report(args.spec, args.out, command=f"imrsurv report {args.spec} --out {args.out}")
-    print(f"wrote {out}")
+    from .report.build import report
+    from .report.spec import write_starter
+
+    if args.init:
+        path = write_starter(args.init)
+        print(f"wrote {path}: a commented starter spec; set [data] events (and covariates, "
+              "sites) to your files, then run: imrsurv report " + str(path))
+        return 0
+    if not args.spec:
+        raise DataError(["give one or more spec files (TOML), or --init SPEC.toml to write a "
+                         "starter spec"], "nothing to do")
+    specs = [Path(s) for s in args.spec]
+    if len(specs) == 1:
+        outs = [Path(args.out or "report.pdf")]
+    else:
+        folder = Path(args.out) if args.out else None
+        if folder is not None and not folder.is_dir():
+            raise DataError([f"--out {folder}: with {len(specs)} specs, --out must be an "
+                             "existing directory (each spec writes NAME.pdf there)"],
+                            "cannot write reports")
+        outs = [(folder or s.parent) / (s.stem + ".pdf") for s in specs]
+    for spec, out in zip(specs, outs, strict=True):
+        path = report(spec, out, command=f"imrsurv report {spec} --out {out}",
+                      progress=_progress(args))
+        print(f"wrote {path}")
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Show progress unless --quiet or stderr is not a terminal."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
@@ -123,7 +151,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
                 command += f" --{key} {getattr(args, key)}"
         spec["study"]["data_date"] = args.data_date or "not given"
         command += f" --data {args.data}"
-    out = report(spec, args.out, command=command)
+    out = report(spec, args.out, command=command, progress=_progress(args))
     print(f"wrote {out}")
     return 0
 
@@ -147,10 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=float, default=6.0, help="years (default: 6)")
     p.add_argument("--by", default="practice", help="site column to group by (default: practice)")
     p.set_defaults(func=cmd_describe)
-    p = sub.add_parser("report", help="build a PDF report from a spec (TOML)",
-                       description="Run the analyses a report spec names and write the PDF.")
-    p.add_argument("spec", help="report spec (TOML); see reports/*.toml")
-    p.add_argument("--out", default="report.pdf", help="output PDF (default: report.pdf)")
+    p = sub.add_parser("report", help="build PDF reports from specs (TOML)",
+                       description="Run the analyses each report spec names and write the PDF. "
+                                   "Spec keys: reports/README.md; --init writes a starter spec.")
+    p.add_argument("spec", nargs="*", help="report spec(s) (TOML); see reports/*.toml")
+    p.add_argument("--out", default=None,
+                   help="output PDF for one spec (default: report.pdf); with several specs an "
+                        "existing directory (default: beside each spec), each writes NAME.pdf")
+    p.add_argument("--init", metavar="SPEC.toml",
+                   help="write a commented starter spec to SPEC.toml and stop")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("replicate", help="replicate a published design (bond2014) as a PDF",
@@ -163,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sites", metavar="F")
     p.add_argument("--panel", metavar="F", help="annual panel: site, year, active, ...")
     p.add_argument("--data-date", help="date of your data, for the title page")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replicate)
     for register in _EXTRA_COMMANDS:
         register(sub)

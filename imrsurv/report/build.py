@@ -103,11 +103,14 @@ SECTION_TITLES = {
 }
 
 
-def report(spec: str | Path | dict, out: str | Path, *, command: str | None = None) -> Path:
+def report(spec: str | Path | dict, out: str | Path, *, command: str | None = None,
+           progress: bool | None = None) -> Path:
     """Build the PDF report a spec describes and write it atomically to ``out``.
 
     Invalid data stops with :class:`DataError` before any page is written; a
     section that cannot be estimated says why in the PDF (see the module notes).
+    ``progress``: a tqdm bar over the sections on stderr (default: when stderr
+    is a terminal).
     """
     out = Path(out)
     if out.is_dir():
@@ -125,10 +128,16 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
         "summary": _section_summary, "bond": _section_bond, "km": _section_km,
         "mcf": _section_mcf, "states": _section_states, "recurrent": _section_recurrent,
         "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty}
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for name in sp.sections:
-            _run_section(ctx, name, sections[name])
+        with tqdm(sp.sections, desc=f"report {out.name}", unit="section", disable=not show,
+                  leave=False) as bar:
+            for name in bar:
+                bar.set_postfix_str(name)
+                _run_section(ctx, name, sections[name])
     _section_methods(ctx, caught)
     _section_provenance(ctx, command or "imrsurv " + " ".join(sys.argv[1:]))
     return doc.save(out)
@@ -505,14 +514,22 @@ def _section_ph(ctx: _Context) -> None:
         z = f.check_proportional_hazards(transform="km")
         # rounding can leave a chi-square of -1e-9 for a term with no information
         chisq = z["chisq"].clip(lower=0.0)
+        div = diverging(f).reindex(z.index, fill_value=False)
         table = pd.DataFrame({"Term": [ctx.label(t) for t in z.index],
-                              "Chi-square": [f"{c:.3f}" for c in chisq],
+                              "Chi-square": [f"{c:.3f}" if not v else "–"
+                                             for c, v in zip(chisq, div, strict=True)],
                               "df": z["df"].astype(int),
-                              "p": [_p_text(p) for p in z["p"]]})
+                              "p": [_p_text(p) if not v else "not estimable"
+                                    for p, v in zip(z["p"], div, strict=True)]})
         d.table(table, caption=f"{s.upper()}: scaled Schoenfeld residual tests (Grambsch-"
-                               "Therneau, KM transform; as R cox.zph).")
+                               "Therneau, KM transform; as R cox.zph)."
+                + (" A diverging coefficient has no meaningful test; the global test "
+                   "includes it." if div.any() else ""))
     first = next(iter(fits))
-    fig = plot_zph(fits[first], labeller=ctx.label)
+    keep = [t for t in fits[first].params.index if not diverging(fits[first]).get(t, False)]
+    if not keep:
+        return
+    fig = plot_zph(fits[first], terms=keep, labeller=ctx.label)
     d.figure(figures.drawing(fig), f"{first.upper()}: scaled Schoenfeld residuals against time "
              "with a lowess smooth (as R plot(cox.zph)); a smooth that stays near the dashed "
              "coefficient is consistent with proportional hazards.")
@@ -571,16 +588,22 @@ def _section_frailty(ctx: _Context) -> None:
     lrt = res.lrt_theta_zero
     d.paragraph(f"Estimated frailty variance (theta): {res.frailty_variance:.3f}. "
                 f"Likelihood-ratio test of theta = 0: {_lrt_text(lrt)}.")
-    sm = res.summary
-    se = sm["se(coef)"] if "se(coef)" in sm else sm["se"]
+    with np.errstate(over="ignore"):  # exp() of a diverging coefficient: shown as such below
+        sm = res.summary
+    se = (sm["se(coef)"] if "se(coef)" in sm else sm["se"]).to_numpy(float)
+    coef = sm["coef"].to_numpy(float)
+    ok = ~diverging(res).reindex(sm.index, fill_value=False).to_numpy(bool) & np.isfinite(se)
     z = 1.959963984540054
+    with np.errstate(over="ignore"):
+        hr, lo, hi = np.exp(coef), np.exp(coef - z * se), np.exp(coef + z * se)
     table = pd.DataFrame({
         "Term": [ctx.label(t) for t in sm.index],
-        "coef": [f"{v:.3f}" for v in sm["coef"]],
-        "se": [f"{v:.3f}" for v in se],
-        "Hazard ratio": [f"{v:.2f}" for v in np.exp(sm["coef"])],
-        "95% CI": _ci_text(np.exp(sm["coef"] - z * se), np.exp(sm["coef"] + z * se)),
-        "p": [_p_text(p) for p in sm["p"]]})
+        "coef": [f"{v:.3f}" if k else "diverges" for v, k in zip(coef, ok, strict=True)],
+        "se": [f"{v:.3f}" if k else "–" for v, k in zip(se, ok, strict=True)],
+        "Hazard ratio": [f"{v:.2f}" if k else "not estimable" for v, k in zip(hr, ok,
+                                                                               strict=True)],
+        "95% CI": [c if k else "–" for c, k in zip(_ci_text(lo, hi), ok, strict=True)],
+        "p": [_p_text(v) if k else "–" for v, k in zip(sm["p"], ok, strict=True)]})
     d.table(table, caption="AG model with a shared gamma frailty by site. se: from the inverse "
             "of the penalised information (R coxph's se(coef)); R's second variance (se2, "
             "the sandwich of penalised and unpenalised information) is not shown.")

@@ -104,9 +104,9 @@ def forest(table, ax=None):
             edge = right if not np.isfinite(h) or h >= 1 else left
             ax.plot([edge], [yy], marker=">" if edge == right else "<", ls="none",
                     mfc="white", mec=colours[k], ms=6)
-            ax.text(edge / 1.08 if edge == right else edge * 1.08, yy, "not estimable",
-                    ha="right" if edge == right else "left", va="center", fontsize=7,
-                    color="0.25")
+            ax.text(edge / 1.12 if edge == right else edge * 1.12, yy, "not estimable",
+                    ha="right" if edge == right else "left", va="center", fontsize=7.5,
+                    color="0.2")
     ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
     ax.set_xscale("log")
     ax.set_xlim(left, right)
@@ -116,7 +116,8 @@ def forest(table, ax=None):
     ax.invert_yaxis()
     ax.set_xlabel("Hazard ratio (log scale), 95% robust CI"
                   + ("; arrows: not estimable (monotone likelihood)" if flagged else ""))
-    ax.legend(loc="best", frameon=True, framealpha=0.9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(models), 4),
+              frameon=False)
     ax.figure.tight_layout()
     return ax
 
