@@ -413,8 +413,9 @@ def calendar_years(origin: np.ndarray, dates: np.ndarray) -> np.ndarray:
     As lubridate's ``time_length(interval(origin, date), "years")``: the number
     ``n`` of whole anniversaries of ``origin`` passed, plus the time since the
     last anniversary over the length of the year that follows it (365 or 366
-    days); an anniversary of 29 February is 28 February in a common year.  So
-    2016-07-01 to 2022-07-01 is exactly 6 years.  Dates before ``origin`` give
+    days); an anniversary of 29 February is 1 March in a common year.  So
+    2016-07-01 to 2022-07-01 is exactly 6 years.  Checked against lubridate 1.9.2
+    (tests/fixtures/dates).  Dates before ``origin`` give
     the negative of the same rule counted backwards.
     """
     o = pd.DatetimeIndex(np.asarray(origin, dtype="datetime64[ns]"))
@@ -428,11 +429,12 @@ def calendar_years(origin: np.ndarray, dates: np.ndarray) -> np.ndarray:
     n = (d.year - o.year).to_numpy()
 
     def anniversary(k: np.ndarray) -> np.ndarray:
-        year = o.year.to_numpy() + k
-        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-        day = np.where((o.month == 2) & (o.day == 29) & ~leap, 28, o.day)
-        base = pd.to_datetime(pd.DataFrame({"year": year, "month": o.month, "day": day}))
-        return (base + (o - o.normalize())).to_numpy(dtype="datetime64[ns]")
+        # first of the month plus (day - 1) days: 29 February rolls to 1 March in a
+        # common year, as in lubridate
+        first = pd.to_datetime(pd.DataFrame({"year": o.year.to_numpy() + k, "month": o.month,
+                                             "day": 1}))
+        return (first + pd.to_timedelta(o.day - 1, unit="D") + (o - o.normalize())
+                ).to_numpy(dtype="datetime64[ns]")
 
     dv = d.to_numpy(dtype="datetime64[ns]")
     ann = anniversary(n)

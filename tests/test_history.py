@@ -168,9 +168,23 @@ def test_dates_are_calendar_years_so_six_anniversaries_are_six_years():
 
 def test_calendar_years_leap_day_anniversary():
     from imrsurv.validate import calendar_years
+    # lubridate: the anniversary of 29 February in a common year is 1 March
     o = np.array(["2016-02-29"] * 3 + ["2016-07-01"], dtype="datetime64[ns]")
     d = np.array(["2017-02-28", "2020-02-29", "2017-03-01", "2016-06-30"], dtype="datetime64[ns]")
-    np.testing.assert_allclose(calendar_years(o, d), [1.0, 4.0, 1 + 1 / 365, -1 / 366])
+    np.testing.assert_allclose(calendar_years(o, d), [365 / 366, 4.0, 1.0, -1 / 366])
+
+
+def test_calendar_years_match_lubridate():
+    import json
+    from pathlib import Path
+
+    from imrsurv.validate import calendar_years
+    fx = json.loads((Path(__file__).parent / "fixtures/dates/calendar_years.json").read_text())
+    o = np.array([p["origin"] for p in fx["pairs"]], dtype="datetime64[ns]")
+    d = np.array([p["date"] for p in fx["pairs"]], dtype="datetime64[ns]")
+    ref = np.array([p["years"] for p in fx["pairs"]])
+    assert len(ref) == 75
+    np.testing.assert_allclose(calendar_years(o, d), ref, rtol=1e-13, atol=1e-13)
 
 
 def test_time_unit_months():
