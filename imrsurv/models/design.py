@@ -68,8 +68,9 @@ def _parse(formula: str) -> tuple[ParsedFormula, Formula]:
 
 def check_columns(formula: str, data: pd.DataFrame, what: str = "data") -> None:
     """:class:`DataError` naming every column the formula reads that ``data`` lacks."""
-    parsed = parse_formula(formula)
-    missing = [c for c in parsed.columns if c not in data.columns]
+    parsed = parse_formula(formula, allow_response=True)
+    missing = [c for c in parsed.columns + ((parsed.response,) if parsed.response else ())
+               if c not in data.columns]
     if missing:
         have = ", ".join(f'"{c}"' for c in data.columns[:30])
         raise DataError([f'formula "{formula}" names column "{c}", which is not in the {what} '
@@ -81,7 +82,7 @@ def safe_model_matrix(formula: str, data: pd.DataFrame, **kwargs) -> ModelMatrix
     :data:`imrsurv.formula.SAFE_CONTEXT` to evaluate in (no caller frame)."""
     check_columns(formula, data)
     parsed = parse_formula(formula, allow_response=True)
-    try:
+    try:  # the response, if any, is the caller's business: only the right-hand side here
         return model_matrix(parsed.canonical, data, context=SAFE_CONTEXT, **kwargs)
     except Exception as exc:  # formulaic raises several error types for bad data
         raise DataError([f'cannot build the design matrix of "{formula}": {exc}'],
@@ -108,8 +109,8 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
     columns and linearly dependent columns (R would give them ``NA``
     coefficients) are reported by name.
     """
-    check_columns(formula, data)
     _, parsed = _parse(formula)
+    check_columns(formula, data)
     try:
         mm = model_matrix(parsed, data, output="numpy", na_action="raise",
                           context=SAFE_CONTEXT)
