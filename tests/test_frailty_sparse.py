@@ -290,3 +290,15 @@ def test_singular_information_is_not_estimable():
     msg = exc.value.reason
     assert "x4" in msg and "cannot be estimated" in msg and "singular" in msg
     assert not isinstance(exc.value, np.linalg.LinAlgError)
+
+
+def test_frailty_spec_reaches_the_gaussian_fit_through_fit_cox():
+    import imrsurv as ims
+    from imrsurv.models.frailty import Frailty
+
+    res = ims.fit_cox(_data(), "x1 + x2", start="start", stop="stop", event="event",
+                      frailty=Frailty("cluster", "gaussian"))
+    assert res.distribution == "gaussian"
+    close(res.params, REF["gauss_efron"]["coef"])
+    with pytest.raises(DataError, match="contradicts"):
+        _fit_on(_data(), frailty=Frailty("cluster", "gaussian"), sparse=False)

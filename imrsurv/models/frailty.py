@@ -54,7 +54,7 @@ from ..errors import DataError, NotEstimable
 from . import _coxcore as core
 from . import _frailty_newton as fn
 
-__all__ = ["FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
+__all__ = ["Frailty", "FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
            "gamma_correction", "memory_estimate"]
 
 DISTRIBUTIONS = ("gamma", "gaussian")
@@ -103,6 +103,20 @@ def _parabola_step(x: np.ndarray, y: np.ndarray, lower: float = 0.0) -> float:
             return float(x3[1] - 0.38 * (x3[1] - x3[0]))
         return float(x3[1] + 0.32 * (x3[2] - x3[1]))
     return float(new)
+
+
+@dataclass(frozen=True)
+class Frailty:
+    """A frailty term for ``fit_cox(..., frailty=Frailty("site", "gaussian"))``.
+
+    As R ``frailty(site, distribution = ...)``; ``sparse=None`` follows R
+    (sparse for more than 5 groups).  ``fit_cox(..., frailty="site")`` is
+    ``Frailty("site")``.
+    """
+
+    column: str
+    distribution: str = "gamma"
+    sparse: bool | None = None
 
 
 def _gauss_step(hist: np.ndarray, outer: int) -> float:
@@ -465,7 +479,7 @@ def _check_groups(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Inde
     return codes.astype(np.int64), pd.Index(labels, name=column)
 
 
-def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str, start: str | None = None,
+def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str | Frailty, start: str | None = None,
                     stop: str, event: str, strata: str | Sequence[str] | None = None,
                     ties: str = "efron", weights: str | None = None, offset: str | None = None,
                     missing: str = "raise", max_iter: int = 20, tol: float = 1e-9,
@@ -473,6 +487,8 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str, start: st
                     sparse: bool | None = None) -> FrailtyResult:
     """``fit_cox(..., frailty=column)``: Cox model with a shared frailty per ``frailty``.
 
+    ``frailty`` is a column name or a :class:`Frailty` (column, distribution,
+    sparse), which is how ``fit_cox`` reaches the Gaussian frailty.
     Arguments as :func:`imrsurv.models.cox.fit_cox` (no ``cluster``: the
     frailty replaces the robust variance).  As R ``coxph(Surv(start, stop,
     event) ~ ... + frailty(column, distribution=...))``; see the module
@@ -487,13 +503,20 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str, start: st
     from . import cox
 
     problems = []
+    if isinstance(frailty, Frailty):
+        if distribution != "gamma" and distribution != frailty.distribution:
+            problems.append(f"distribution={distribution!r} contradicts frailty={frailty!r}")
+        if sparse is not None and sparse != frailty.sparse:
+            problems.append(f"sparse={sparse!r} contradicts frailty={frailty!r}")
+        frailty, distribution, sparse = frailty.column, frailty.distribution, frailty.sparse
     if distribution not in DISTRIBUTIONS:
         problems.append(f"distribution={distribution!r} is not allowed: distribution must be "
                         'one of "gamma", "gaussian"')
     if sparse is not None and not isinstance(sparse, bool):
         problems.append(f"sparse={sparse!r} is not allowed: sparse must be True, False or None")
     if not isinstance(frailty, str):
-        problems.append(f"frailty={frailty!r} is not allowed: frailty must be a column name")
+        problems.append(f"frailty={frailty!r} is not allowed: frailty must be a column name "
+                        "or a Frailty(column, distribution, sparse)")
     if problems:
         raise DataError(problems, title="invalid argument")
     prep = cox.prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
