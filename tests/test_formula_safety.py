@@ -196,3 +196,18 @@ def test_specific_rejections(formula, piece):
 def test_formula_must_be_a_string():
     with pytest.raises(DataError, match="formula must be a string"):
         parse_formula(["x"])
+
+
+def test_report_spec_formulas_never_run_code(tmp_path, marker):
+    cmd = f"__import__('os').system('touch {marker}')"
+    spec = {"study": {"title": "T"}, "data": {"dataset": "bond2014"},
+            "analysis": {"sections": ["discrete", "recurrent"],
+                         "discrete_formula": f"C(year) + I({cmd})",
+                         "covariates": ["team_size", cmd]}}
+    try:
+        out = ims.report(spec, tmp_path / "r.pdf")
+    except DataError:
+        pass
+    else:  # the sections that cannot be fitted say why in the PDF
+        assert out.stat().st_size > 0
+    assert not marker.exists()
