@@ -30,7 +30,7 @@ def _payloads(marker: str) -> list[str]:
         f"np.log({cmd})", f"log({cmd})", f"C({cmd})", f"C(g, {cmd})",
         f"C(g, Treatment(reference={cmd}))", f"bs(x, df={cmd})", f"center({cmd})",
         f"x + Q({cmd})", f"I(x + {cmd})", f"I(np.log(x) * {cmd})",
-        f"np.sqrt(x).__class__.__base__.__subclasses__()", "x.__class__", "I(x.__class__)",
+        "np.sqrt(x).__class__.__base__.__subclasses__()", "x.__class__", "I(x.__class__)",
         "eval('1')", "exec('1')", "I(open('/etc/passwd'))", "I([c for c in x])",
         "I(lambda: 0)", "I(x[0])", "np.os.system('true')", "I(np.os.system('true'))",
         "I(__builtins__)", "__builtins__", "I(globals())", "I(x if x else z)",

@@ -119,9 +119,9 @@ def valid_logs(draw):
             active_time += tail
         end = t + tail
         ev_rows.append((site, end, "end"))
-        for k in range(draw(st.integers(0, 2))):
+        for _ in range(draw(st.integers(0, 2))):
             ct = round(ev_rows[-1][1] * draw(st.floats(0.05, 0.95)), 3)
-            if ct > cov_rows[-1 - 0][1] and ct not in {r[1] for r in cov_rows if r[0] == site}:
+            if ct > cov_rows[-1][1] and ct not in {r[1] for r in cov_rows if r[0] == site}:
                 cov_rows.append((site, ct, draw(st.integers(0, 1)), draw(st.integers(0, 9))))
         truth[site] = (n_disc, active_time)
     return ev_rows, cov_rows, truth
