@@ -56,13 +56,17 @@ def test_result_fields(fit):
 
 def test_summary_columns(fit):
     sm = fit.summary
-    assert list(sm.columns) == ["coef", "exp(coef)", "se(coef)", "robust se", "z", "p",
-                                "lower 95%", "upper 95%", "exp(lower 95%)", "exp(upper 95%)"]
+    assert list(sm.columns) == ["coef", "exp(coef)", "se", "se_naive", "z", "p",
+                                "lower 95%", "upper 95%", "exp(lower 95%)", "exp(upper 95%)",
+                                "note"]
+    assert (sm["note"] == "").all()
+    np.testing.assert_allclose(sm["se"], fit.se)
+    np.testing.assert_allclose(sm["se_naive"], fit.se_naive)
     np.testing.assert_allclose(sm["z"], fit.params / fit.se)
     np.testing.assert_allclose(sm["exp(upper 95%)"], np.exp(fit.params + 1.959963984540054
                                                             * fit.se))
     no_cluster = fit_cox(small(), "x", stop="time", event="status")
-    assert "robust se" not in no_cluster.summary.columns
+    assert "se_naive" not in no_cluster.summary.columns
 
 
 def test_notes_and_tests(fit):
@@ -75,7 +79,7 @@ def test_notes_and_tests(fit):
 
 def test_repr_and_print(fit, capsys):
     text = repr(fit)
-    assert "robust se" in text and "Likelihood ratio test" in text and "80 clusters" in text
+    assert "se_naive" in text and "Likelihood ratio test" in text and "80 clusters" in text
     fit.print_summary()
     out = capsys.readouterr().out
     assert "Concordance = 0.6877" in out and "Notes:" in out

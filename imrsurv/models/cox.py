@@ -25,11 +25,15 @@ from scipy import stats
 
 from imrsurv.errors import DataError
 from imrsurv.models import _coxcore as core
+from imrsurv.models import _result
+from imrsurv.models import cox_inference as inference
+from imrsurv.models import firth as _firth
 from imrsurv.models.design import Design, build_design, required_columns, row_labels
 
 __all__ = ["CoxResult", "CoxConvergenceWarning", "fit_cox", "fit_recurrent"]
 
 TIES = ("efron", "breslow")
+PENALTIES = ("none", "firth")
 RESIDUAL_KINDS = ("martingale", "score", "schoenfeld", "dfbeta")
 
 
@@ -153,13 +157,20 @@ def _fmt_level(v: Any) -> str:
 # Result
 
 
-class CoxResult:
+class CoxResult(_result.ResultProtocol):
     """A fitted Cox model; numbers follow R ``coxph`` (see module docstring).
 
     Attributes: ``params``, ``se`` (robust when clustered), ``se_naive``,
     ``cov``, ``cov_naive``, ``loglik``, ``loglik_null``, ``n``, ``n_events``,
     ``n_clusters``, ``n_dropped``, ``iterations``, ``converged``, ``summary``,
-    ``tests``, ``notes``, ``concordance``, ``baseline_cumulative_hazard``.
+    ``tests``, ``term_tests``, ``diverging``, ``notes``, ``concordance``,
+    ``baseline_cumulative_hazard``; ``conf_int(method="profile")`` and
+    ``profile_ci()`` for profile-likelihood limits.
+
+    With ``penalty="firth"`` ``loglik``/``loglik_null`` are the penalised
+    log partial likelihoods ``l + 0.5 log det I`` (``loglik_unpenalised`` keeps
+    ``l``), the summary's p-values are penalised likelihood-ratio tests and its
+    limits profile penalised-likelihood limits, as R ``coxphf``.
     """
 
     frailty_variance: float | None = None
@@ -168,8 +179,12 @@ class CoxResult:
                  formula: str, ties: str, row_index: pd.Index, strata: list[str],
                  strata_labels: list[str], cluster: str | None, cluster_codes: np.ndarray | None,
                  weights: str | None, offset: str | None, n_dropped: int, notes: list[str],
-                 counting: bool):
+                 counting: bool, penalty: str | None = None,
+                 loglik_penalised: float | None = None, separated: dict[str, str] | None = None,
+                 max_iter: int = 30, tol: float = 1e-9):
         self._pb = problem
+        self.penalty = penalty
+        self._max_iter, self._tol = max_iter, tol
         self._nr = newton
         self._design = design
         self._row_index = row_index
@@ -186,8 +201,9 @@ class CoxResult:
         self.terms = dict(design.terms)
         self.params = pd.Series(newton.state.beta.copy(), index=names, name="coef")
         self.cov_naive = pd.DataFrame(newton.var, index=names, columns=names)
-        self.loglik = newton.state.loglik
+        self.loglik = newton.state.loglik if loglik_penalised is None else loglik_penalised
         self.loglik_null = newton.loglik_null
+        self.loglik_unpenalised = newton.state.loglik
         self.n = problem.index.n
         self.n_events = int(problem.event.sum())
         self.n_dropped = n_dropped
@@ -201,7 +217,11 @@ class CoxResult:
             self.cov = self.cov_naive.copy()
         self.se_naive = pd.Series(np.sqrt(np.diag(newton.var)), index=names, name="se_naive")
         self.se = pd.Series(np.sqrt(np.diag(self.cov.to_numpy())), index=names, name="se")
-        self.notes = notes + self._variance_notes()
+        self.diverging = pd.Series(_diverging(newton, tol) if penalty is None
+                                   else np.zeros(len(names), bool), index=names,
+                                   name="diverging")
+        self.separated = dict(separated or {})
+        self.notes = notes + self._variance_notes() + self._divergence_notes()
 
     # -- variance -----------------------------------------------------------
 
@@ -222,6 +242,12 @@ class CoxResult:
 
     def _variance_notes(self) -> list[str]:
         notes = [f"Ties handled by the {self.ties.capitalize()} approximation."]
+        if self.penalty == "firth":
+            notes.append("Firth-penalised partial likelihood (Heinze & Schemper 2001, as R "
+                         "coxphf): l(beta) + 0.5 log det I(beta), finite under monotone "
+                         "likelihood; p-values in the summary are penalised likelihood-ratio "
+                         "tests and limits are profile penalised-likelihood limits; these "
+                         "treat rows as independent.")
         if self.cluster is not None:
             notes.append(f"Robust (Lin-Wei sandwich) standard errors clustered by "
                          f"{self.cluster}: {self.n_clusters} clusters; model-based "
@@ -233,12 +259,83 @@ class CoxResult:
                          "independent (pass cluster= for robust errors).")
         return notes
 
+    def _divergence_notes(self) -> list[str]:
+        out = [f'"{term}": {why}' for term, why in self.separated.items()]
+        div = [t for t in self.params.index[self.diverging.to_numpy()]]
+        if div:
+            out.append(f"Monotone likelihood: the coefficient{'s' if len(div) > 1 else ''} of "
+                       f"{', '.join(repr(t) for t in div)} diverge{'' if len(div) > 1 else 's'} "
+                       "(the partial likelihood keeps rising as it grows); the maximum "
+                       "likelihood estimate is infinite, its Wald test and interval are "
+                       "meaningless. Refit with penalty=\"firth\" for a finite estimate, or "
+                       "read the likelihood-ratio test and profile limits (term_tests, "
+                       "conf_int(method=\"profile\")).")
+        return out
+
     # -- tables -------------------------------------------------------------
 
     @property
     def summary(self) -> pd.DataFrame:
-        """coef, exp(coef), se(coef)[, robust se], z, p and 95% limits (R summary.coxph)."""
-        return coef_table(self.params, self.se, self.se_naive, self.cluster is not None)
+        """Standard columns (coef, exp(coef), se, [se_naive], z, p, 95% limits, note).
+
+        ``se`` is robust when clustered (R's ``robust se``), ``se_naive`` is R's
+        ``se(coef)``.  A diverging coefficient keeps its last iterate in ``coef``
+        and gets NaN elsewhere, with the note ``"diverges (monotone
+        likelihood)..."``.  For a Firth fit ``p`` is the penalised
+        likelihood-ratio test and the limits are profile penalised-likelihood
+        limits.
+        """
+        note = pd.Series(np.where(self.diverging.to_numpy(), _result.DIVERGES, ""),
+                         index=self.params.index)
+        tab = coef_table(self.params, self.se, self.se_naive, self.cluster is not None,
+                         note=note)
+        if self.penalty == "firth":
+            lim = self.profile_ci()
+            tt = self.term_tests
+            for term, cols in self.terms.items():
+                if len(cols) == 1:
+                    tab.loc[self.params.index[cols[0]], "p"] = tt.loc[term, "p lrt"]
+            tab["lower 95%"], tab["upper 95%"] = lim["lower"], lim["upper"]
+            tab["exp(lower 95%)"], tab["exp(upper 95%)"] = np.exp(lim["lower"]), np.exp(
+                lim["upper"])
+        return tab
+
+    @cached_property
+    def term_tests(self) -> pd.DataFrame:
+        """Per formula term: df, Wald (robust when clustered), likelihood-ratio, score and
+        robust score statistics with p-values (see :mod:`.cox_inference`)."""
+        return inference.term_tests(self._pb, self.penalty, self.params.to_numpy(),
+                                    self.loglik, self.cov.to_numpy(), self.terms,
+                                    self._cluster_codes, self._max_iter, self._tol)
+
+    def profile_ci(self, level: float = 0.95, terms: Sequence[str] | None = None
+                   ) -> pd.DataFrame:
+        """Profile (penalised, for Firth) likelihood limits per coefficient: ``lower``, ``upper``.
+
+        A limit is ``-inf``/``inf`` where the profile likelihood never falls far
+        enough (monotone likelihood in that direction).  These limits treat rows
+        as independent (they do not use the robust variance).
+        """
+        key = (round(level, 12), tuple(terms) if terms is not None else None)
+        cache = self.__dict__.setdefault("_profile_cache", {})
+        if key not in cache:
+            names = list(self.params.index) if terms is None else list(terms)
+            cols = [self.params.index.get_loc(t) for t in names]
+            lim = inference.profile_limits(self._pb, self.penalty, self.params.to_numpy(),
+                                           self.loglik, self.se_naive.to_numpy(), cols, level,
+                                           self._max_iter, self._tol)
+            cache[key] = pd.DataFrame(lim, index=names, columns=["lower", "upper"])
+        return cache[key].copy()
+
+    def conf_int(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
+        """``lower``/``upper`` on the coefficient scale: ``method="wald"`` (robust when
+        clustered; NaN for a diverging term) or ``"profile"`` (likelihood-based)."""
+        if method == "profile":
+            return self.profile_ci(level)
+        if method != "wald":
+            raise DataError([f'method must be "wald" or "profile", not {method!r}'],
+                            title="invalid argument")
+        return super().conf_int(level)
 
     @cached_property
     def tests(self) -> pd.DataFrame:
@@ -428,31 +525,18 @@ class CoxResult:
     # -- display --------------------------------------------------------------
 
     def plot(self, ax: Any = None, *, exponentiate: bool = True) -> Any:
-        """Forest plot of hazard ratios with 95% intervals (robust when clustered)."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 0.45 * len(self.params) + 1.2))
-        sm = self.summary
-        y = np.arange(len(sm))[::-1]
-        if exponentiate:
-            est, lo, hi = sm["exp(coef)"], sm["exp(lower 95%)"], sm["exp(upper 95%)"]
-            ax.set_xscale("log")
-            ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-            ax.set_xlabel("hazard ratio (95% CI" + (", robust)" if self.cluster else ")"))
-        else:
-            est, lo, hi = sm["coef"], sm["lower 95%"], sm["upper 95%"]
-            ax.axvline(0.0, color="grey", lw=0.8, ls="--")
-            ax.set_xlabel("log hazard ratio (95% CI)")
-        ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="o", color="black", capsize=3)
-        ax.set_yticks(y)
-        ax.set_yticklabels(sm.index)
-        ax.set_ylim(-0.7, len(sm) - 0.3)
-        return ax
+        """Forest plot of hazard ratios with 95% intervals (robust when clustered);
+        a diverging term is drawn as "not estimable"."""
+        kind = ("profile penalised likelihood" if self.penalty == "firth"
+                else "robust" if self.cluster else "")
+        what = "hazard ratio" if exponentiate else "log hazard ratio"
+        return _result.forest_plot(self.summary, ax, exponentiate=exponentiate,
+                                   xlabel=f"{what} (95% CI{', ' + kind if kind else ''})")
 
     def _header(self) -> str:
         kind = "counting process (start, stop]" if self.counting_process else "right-censored"
-        parts = [f"Cox model, {kind}; ties = {self.ties}"]
+        parts = [f"Cox model{' (Firth-penalised)' if self.penalty == 'firth' else ''}, "
+                 f"{kind}; ties = {self.ties}"]
         if self.strata:
             parts.append(f"strata: {', '.join(self.strata)} ({len(self.strata_labels)})")
         return "; ".join(parts) + f"\n  formula: {self.formula}\n" + \
@@ -461,16 +545,20 @@ class CoxResult:
             (f"; {self.n_dropped} rows dropped (missing)" if self.n_dropped else "")
 
     def _table_text(self) -> str:
-        sm = self.summary
-        cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if self.cluster else []) + \
-            ["z", "p"]
-        return sm[cols].to_string(float_format=lambda v: f"{v:.4g}")
+        cols = ["coef", "exp(coef)", "se"] + (["se_naive"] if self.cluster else []) + ["z", "p"]
+        if self.penalty == "firth":
+            cols += ["lower 95%", "upper 95%"]
+        return _result.format_table(self.summary, cols)
 
     def __repr__(self) -> str:
         t = self.tests
         wald = "Wald test (robust)" if self.cluster else "Wald test"
-        lines = [self._header(), "", self._table_text(), "",
-                 f"Likelihood ratio test = {t.loc['likelihood ratio', 'statistic']:.4g} on "
+        lines = [self._header(), "", self._table_text(), ""]
+        if self.diverging.any():
+            lines += ["Monotone likelihood: " + ", ".join(self.params.index[self.diverging])
+                      + " diverge(s); refit with penalty=\"firth\".", ""]
+        lr = "Penalised likelihood" if self.penalty == "firth" else "Likelihood"
+        lines += [f"{lr} ratio test = {t.loc['likelihood ratio', 'statistic']:.4g} on "
                  f"{self.params.size} df, p = {t.loc['likelihood ratio', 'p']:.3g}",
                  f"{wald} = {t.loc['wald', 'statistic']:.4g}, p = {t.loc['wald', 'p']:.3g}",
                  f"Score (log-rank) test = {t.loc['score', 'statistic']:.4g}, "
@@ -485,8 +573,8 @@ class CoxResult:
     def print_summary(self) -> None:
         """Print the fit as R ``summary.coxph`` does, plus concordance and notes."""
         sm = self.summary
-        ci = sm[["exp(coef)", "exp(lower 95%)", "exp(upper 95%)"]]
-        text = [repr(self), "", ci.to_string(float_format=lambda v: f"{v:.4g}"), "",
+        text = [repr(self), "",
+                _result.format_table(sm, ["exp(coef)", "exp(lower 95%)", "exp(upper 95%)"]), "",
                 f"Concordance = {self.concordance:.4f} "
                 f"(se = {self.concordance_counts['std']:.4f}"
                 + (f", robust by {self.cluster})" if self.cluster else ")"),
@@ -504,7 +592,7 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             event: str, cluster: str | None = None, strata: str | Sequence[str] | None = None,
             ties: str = "efron", weights: str | None = None, frailty: str | None = None,
             offset: str | None = None, missing: str = "raise", max_iter: int = 30,
-            tol: float = 1e-9, timefix: bool = True) -> CoxResult:
+            tol: float = 1e-9, timefix: bool = True, penalty: str | None = None) -> CoxResult:
     """Fit a Cox proportional hazards model, as R ``survival::coxph``.
 
     ``formula`` is the right-hand side only (e.g. ``"team_size + C(practice)"``),
@@ -519,10 +607,22 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     or relative to the mean time) as tied, so that computed times such as
     ``stop - previous_event`` tie when they should.
 
+    ``penalty="firth"`` maximises Firth's penalised partial likelihood
+    ``l(beta) + 0.5 log det I(beta)`` (Heinze & Schemper 2001; R ``coxphf``),
+    finite when the ordinary likelihood is monotone (a rare time-varying
+    exposure at 9-49 sites); Newton steps on the penalised likelihood,
+    converged when every step is below 1e-8.  Without it, a coefficient that runs to infinity is
+    flagged in ``diverging`` and its summary row says so.
+
     Raises :class:`~imrsurv.errors.DataError` for unusable input; with
     ``missing="drop"`` rows with missing values are left out and counted in
     ``n_dropped`` and ``notes``.
     """
+    penalty = _check_penalty(penalty)
+    if penalty is not None and frailty is not None:
+        raise DataError(['penalty="firth" cannot be combined with frailty=: the Firth '
+                         "penalty is defined for the fixed-effects partial likelihood only"],
+                        title="invalid argument")
     if frailty is not None:  # shared gamma frailty, as R coxph(... + frailty(site))
         from .frailty import fit_cox_frailty
 
@@ -533,6 +633,9 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             ties=ties, weights=weights, offset=offset, missing=missing, max_iter=max_iter,
             tol=tol, timefix=timefix)
     if hasattr(data, "to_delayed") and not isinstance(data, pd.DataFrame):
+        if penalty is not None:
+            raise DataError(['penalty="firth" is not available for dask DataFrames'],
+                            title="invalid argument")
         return _fit_dask(data, formula, start=start, stop=stop, event=event, cluster=cluster,
                          strata=strata, ties=ties, weights=weights, frailty=frailty, offset=offset,
                          missing=missing, max_iter=max_iter, tol=tol, timefix=timefix)
@@ -546,15 +649,99 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
     row_index = frame.index
     del frame, prep
+    separated = separation_check(pb, design)
+    penalised = None
     try:
-        nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
+        if penalty == "firth":
+            nr, penalised = _fit_firth(pb, max_iter, tol)
+        else:
+            nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
     except core.SingularInformation as exc:
         raise _singular_error(design, exc.diag, bool(strata_cols)) from None
-    _warn_infinite(nr, design.columns, tol)
+    if penalty is None:
+        _warn_infinite(nr, design.columns, tol)
+    elif not nr.converged:
+        warnings.warn(f"Firth-penalised Cox model did not converge in {nr.iterations} "
+                      "iterations", CoxConvergenceWarning, stacklevel=2)
     return CoxResult(problem=pb, newton=nr, design=design, formula=formula, ties=ties,
                      row_index=row_index, strata=strata_cols, strata_labels=slabels,
                      cluster=cluster, cluster_codes=ccodes, weights=weights, offset=offset,
-                     n_dropped=n_dropped, notes=notes, counting=start is not None)
+                     n_dropped=n_dropped, notes=notes, counting=start is not None,
+                     penalty=penalty, loglik_penalised=penalised,
+                     separated=separated if penalty is None else None, max_iter=max_iter,
+                     tol=tol)
+
+
+def _check_penalty(penalty: str | None) -> str | None:
+    if penalty is None or penalty == "none":
+        return None
+    if penalty not in PENALTIES:
+        raise DataError([f"penalty must be one of {', '.join(map(repr, PENALTIES))} or None, "
+                         f"not {penalty!r}"], title="invalid argument")
+    return penalty
+
+
+def _fit_firth(pb: core.CoxProblem, max_iter: int, tol: float
+               ) -> tuple[core.NewtonResult, float]:
+    """Maximise the penalised likelihood; the result holds the ordinary state at beta_hat.
+
+    Newton steps use the Hessian of the penalised likelihood
+    (:func:`.firth.evaluate_firth_newton`); the variance is the inverse of the
+    ordinary information at the estimate, as coxphf reports.
+    """
+    p = pb.x.shape[1]
+    nr = core.maximise(lambda b: _firth.evaluate_firth_newton(pb, b), np.zeros(p),
+                       max(max_iter, 50), tol, step_tol=1e-8)
+    fs = nr.state
+    var = np.linalg.inv(fs.base.info)
+    st0 = core.evaluate(pb, nr.beta0)      # the score test is the ordinary one, at 0
+    score_test = float(st0.score @ np.linalg.solve(st0.info, st0.score))
+    out = core.NewtonResult(state=fs.base, beta0=nr.beta0, loglik_null=nr.loglik_null,
+                            score_test=score_test, iterations=nr.iterations,
+                            converged=nr.converged, var=(var + var.T) / 2)
+    return out, float(fs.loglik)
+
+
+def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
+    """Before iterating: 0/1 columns whose every event falls on one side (monotone likelihood).
+
+    For a 0/1 column x the partial likelihood is monotone in its coefficient
+    (with the others held) when every death has x = 1 while the risk set holds
+    an x = 0 row, or no death has x = 1 while x = 1 rows are at risk; then the
+    ordinary estimate runs to +/- infinity.  Only such indicator columns are
+    checked here; other monotone patterns are caught after the fit.
+    """
+    ix = pb.index
+    out: dict[str, str] = {}
+    raw = pb.x + (pb.centers[pb.strata] if pb.n_strata > 1 else pb.centers[0])
+    for j, name in enumerate(design.columns):
+        col = np.round(raw[:, j], 12)
+        vals = np.unique(col)
+        if vals.size != 2 or not np.allclose(vals, (0.0, 1.0)):
+            continue
+        ones = col == 1.0
+        at_risk_ones = core._riskset_sum(ix, ones.astype(float) * pb.weights)
+        at_risk_all = core._riskset_sum(ix, pb.weights)
+        deaths_one = col[ix.death_rows] == 1.0
+        if not deaths_one.any() and at_risk_ones.max() > 0:
+            out[name] = ("no event happened while it was 1 (at-risk rows with value 1 exist): "
+                         "its coefficient runs to -infinity (monotone likelihood)")
+        elif deaths_one.all() and (at_risk_all - at_risk_ones).max() > 1e-12:
+            out[name] = ("every event happened while it was 1: its coefficient runs to "
+                         "+infinity (monotone likelihood)")
+    return out
+
+
+def _diverging(nr: core.NewtonResult, eps: float) -> np.ndarray:
+    """R's check for an infinite coefficient: a next Newton step ``|U V|`` still large
+    relative to ``|beta|``, or a non-finite score."""
+    step = np.abs(nr.state.score @ nr.var)
+    bad = ~np.isfinite(nr.state.score) | (step > np.sqrt(eps) * (1 + np.abs(nr.state.beta)))
+    if not nr.converged:
+        # no convergence: a coefficient far out with a huge variance is running away
+        se = np.sqrt(np.maximum(np.diag(nr.var), 0))
+        bad |= (np.abs(nr.state.beta) > 10) & (se > 10)
+    return bad
 
 
 @dataclasses.dataclass
@@ -611,19 +798,10 @@ def prepare(data: pd.DataFrame, formula: str, *, start: str | None, stop: str, e
 
 
 def coef_table(params: pd.Series, se: pd.Series, se_naive: pd.Series,
-               robust: bool) -> pd.DataFrame:
-    """R's summary.coxph table: Wald z, p and 95% limits from ``se`` (robust when clustered)."""
-    z = params / se
-    q = stats.norm.ppf(0.975)
-    lo, hi = params - q * se, params + q * se
-    cols: dict[str, pd.Series] = {"coef": params, "exp(coef)": np.exp(params),
-                                  "se(coef)": se_naive}
-    if robust:
-        cols["robust se"] = se
-    cols.update({"z": z, "p": pd.Series(2 * stats.norm.sf(np.abs(z)), index=z.index),
-                 "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
-                 "exp(upper 95%)": np.exp(hi)})
-    return pd.DataFrame(cols)
+               robust: bool, note: pd.Series | None = None) -> pd.DataFrame:
+    """Standard table (see :mod:`._result`): Wald z, p and 95% limits from ``se``
+    (robust when clustered, then ``se_naive`` is R's ``se(coef)``)."""
+    return _result.coef_table(params, se, se_naive=se_naive if robust else None, note=note)
 
 
 def _fit_dask(data: Any, formula: str, *, strata, frailty, offset, **kw: Any) -> Any:
@@ -652,17 +830,14 @@ def _singular_error(design: Design, diag: np.ndarray, stratified: bool) -> DataE
 
 
 def _warn_infinite(nr: core.NewtonResult, names: list[str], eps: float) -> None:
-    """R's check: a next Newton step ``|U V|`` still large relative to ``|beta|``."""
+    """Warn as R does when a coefficient seems infinite (see :func:`_diverging`)."""
     if not nr.converged:
         warnings.warn(f"Cox model did not converge in {nr.iterations} iterations",
                       CoxConvergenceWarning, stacklevel=3)
-        return
-    step = np.abs(nr.state.score @ nr.var)
-    toler_inf = np.sqrt(eps)
-    bad = ~np.isfinite(nr.state.score) | (step > toler_inf * (1 + np.abs(nr.state.beta)))
-    for j in np.flatnonzero(bad):
+    for j in np.flatnonzero(_diverging(nr, eps)):
         warnings.warn(f'Loglik converged before variable "{names[j]}"; its coefficient may '
-                      "be infinite (monotone likelihood: e.g. no events in one group)",
+                      "be infinite (monotone likelihood: e.g. no events in one group); "
+                      'refit with penalty="firth" for a finite estimate',
                       CoxConvergenceWarning, stacklevel=3)
 
 
