@@ -303,8 +303,8 @@ def _bond_published(ctx: _Context, status: pd.Series) -> None:
             "published split of Bond et al. (2014), 49 sites at 6 years.",
             fmt={"Bond et al. 2014 (%)": "{:.0f}", "This cohort (%)": "{:.1f}"})
     text = (f"Goodness of fit to the published {'/'.join(f'{100 * p:.0f}' for p in PUBLISHED.values())}"
-            f"% split: exact multinomial p = {cmp.exact_p:.3g}; Pearson chi-square = "
-            f"{cmp.chisq:.2f} on 2 df, p = {cmp.chisq_p:.3g}.")
+            f"% split: exact multinomial p = {_p_text(cmp.exact_p)}; Pearson chi-square = "
+            f"{cmp.chisq:.2f} on 2 df, p = {_p_text(cmp.chisq_p)}.")
     if cmp.caveat:
         text += f" Note: {cmp.caveat}."
     if ctx.spec.horizon != 6:
@@ -552,8 +552,9 @@ def _section_discrete(ctx: _Context) -> None:
     formula = ctx.spec.discrete_formula or " + ".join(["C(year)", *terms])
     res = fit_discrete_time(ctx.panel, formula, link=ctx.spec.link, cluster="site")
     d.heading("Discrete-time hazards (annual interviews)")
+    shown = " + ".join(ctx.label(t.strip()) for t in formula.split("+"))
     d.paragraph(f"Annual hazard of discontinuation among sites active at the previous interview, "
-                f"{ctx.spec.link} link: {formula}.")
+                f"{ctx.spec.link} link: {shown}.")
     sm = res.summary
     ratio = "hazard ratio" if ctx.spec.link == "cloglog" else "odds ratio"
     hr = next(c for c in sm.columns if c.startswith("exp(coef)"))
