@@ -302,3 +302,10 @@ def test_frailty_spec_reaches_the_gaussian_fit_through_fit_cox():
     close(res.params, REF["gauss_efron"]["coef"])
     with pytest.raises(DataError, match="contradicts"):
         _fit_on(_data(), frailty=Frailty("cluster", "gaussian"), sparse=False)
+
+
+def test_dense_fit_of_many_groups_is_refused_where_the_sparse_one_fits(monkeypatch):
+    monkeypatch.setattr(fr, "_available_memory", lambda: 20_000_000)
+    with pytest.raises(DataError, match="dense.*or sparse=True"):
+        _fit_on(_data(), sparse=False)
+    assert _fit_on(_data()).sparse      # about 1 MB

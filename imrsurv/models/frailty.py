@@ -53,6 +53,7 @@ from scipy import stats
 from ..errors import DataError, NotEstimable
 from . import _coxcore as core
 from . import _frailty_newton as fn
+from .design import required_columns
 
 __all__ = ["Frailty", "FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
            "gamma_correction", "memory_estimate"]
@@ -519,6 +520,11 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str | Frailty,
                         "or a Frailty(column, distribution, sparse)")
     if problems:
         raise DataError(problems, title="invalid argument")
+    if isinstance(data, pd.DataFrame) and frailty in data.columns:
+        # before the design is built: the formula's columns bound the coefficients from below
+        q0 = int(data[frailty].nunique())
+        _check_memory(len(data), len(required_columns(formula)), q0,
+                      q0 > SPARSE_ABOVE if sparse is None else sparse)
     prep = cox.prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
                        ties=ties, weights=weights, offset=offset, missing=missing,
                        timefix=timefix, grouping={"frailty": [frailty]})
