@@ -216,10 +216,11 @@ class SparseFrailty:
         # frailty diagonal, R's weights c_p: sum_p c [s/den - (s/den)^2], s = S0_j - f E0_j
         cden = self.c / den
         lin = np.bincount(g, roww if pb.unweighted else rowsum(cden), minlength=q)
-        quad = self._squares(r, _ttimes(ix, cden / den))
+        quad, s0_seg = self._squares(r, _ttimes(ix, cden / den))
         if self.pair_k.size:
+            # Efron: the tied deaths' own risk E0_jk enters s = S0_jk - f E0_jk
             e0j = np.bincount(self.pair_inv, rt, minlength=self.pair_k.size)
-            s0j = self._s0_at_pairs
+            s0j = s0_seg[self.pair_seg]
             q1 = core._by_time(ix.extra_k, ix.extra_frac * cden[k:] / den[k:], k)
             q2 = core._by_time(ix.extra_k, ix.extra_frac ** 2 * cden[k:] / den[k:], k)
             pk = self.pair_k
@@ -228,17 +229,18 @@ class SparseFrailty:
         fd = lin - quad
         return self._penalise(beta, f, loglik, u_beta, u_f, a, b, fd, pen)
 
-    def _squares(self, r: np.ndarray, qk: np.ndarray) -> np.ndarray:
-        """``sum_k qk[k] S0_jk^2`` per group j, S0_jk the risk of group j's rows at time k."""
-        vals = np.concatenate([r, -r])[self.seg_order]
-        cs = np.cumsum(vals)
-        start = self.seg_first_of
-        before = np.where(start > 0, cs[np.maximum(start - 1, 0)], 0.0)
-        v = cs - before                    # S0 of the group on [seg_k, seg_next)
-        self._s0_at_pairs = v[self.pair_seg] if self.pair_k.size else None
+    def _squares(self, r: np.ndarray, qk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sum_k qk[k] S0_jk^2`` per group j, S0_jk the risk of group j's rows at time k.
+
+        Also returns S0 of each sorted end point's group on ``[seg_k, seg_next)``.
+        """
+        cs = np.cumsum(np.concatenate([r, -r])[self.seg_order])
+        # restart the running sum at each group (its entries and exits cancel, up to rounding)
+        v = cs - np.where(self.seg_first_of > 0, cs[self.seg_first_of - 1], 0.0)
         qc = core._cum0(qk)
-        return np.bincount(self.seg_g, v * v * (qc[self.seg_next] - qc[self.seg_k]),
+        quad = np.bincount(self.seg_g, v * v * (qc[self.seg_next] - qc[self.seg_k]),
                            minlength=self.q)
+        return quad, v
 
     def _penalise(self, beta, f, loglik, u_beta, u_f, a, b, fd, pen: Penalty) -> State:
         q = self.q
