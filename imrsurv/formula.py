@@ -66,11 +66,21 @@ _SPLINE_KW = {
 SAFE_CONTEXT = {name: getattr(np, name) for name in MATH}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WORD = re.compile(r"[^\W\d][\w.]*")  # identifiers (also non-ASCII), dots caught later
+MAX_LENGTH = 10_000  # characters of formula text
+MAX_DEPTH = 50  # nested parentheses
+MAX_POWER = 10  # (a + b + c) ** k
+MAX_DF = 100  # spline degrees of freedom, knots
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _fail(formula: str, piece: str, why: str) -> DataError:
-    return DataError([f'cannot parse formula "{formula}": {piece}: {why}; {GRAMMAR}'],
+    return DataError([f'cannot parse formula "{_short(formula)}": {_short(piece, 80)}: {why}; '
+                      f"{GRAMMAR}"],
                      title="invalid formula")
 
 
@@ -123,7 +133,7 @@ def _tokens(formula: str) -> list[tuple[str, str]]:
         elif (m := _NUMBER.match(formula, i)) is not None:
             out.append(("number", m.group(0)))
             i = m.end()
-        elif (m := re.compile(r"[A-Za-z_][A-Za-z0-9_.]*").match(formula, i)) is not None:
+        elif (m := _WORD.match(formula, i)) is not None:
             word = m.group(0)
             j = m.end()
             k = j
@@ -230,9 +240,9 @@ class _Parser:
         if self.at("**"):
             self.take()
             kind, num = self.take()
-            if kind != "number" or not num.isdigit() or int(num) < 1:
-                raise _fail(self.f, f"** {num}", "the power of a term must be a positive "
-                            "whole number")
+            if kind != "number" or not num.isdigit() or not 1 <= int(num) <= MAX_POWER:
+                raise _fail(self.f, f"** {num}", "the power of a term must be a whole number "
+                            f"from 1 to {MAX_POWER}")
             text = f"{text if prec == 5 else f'({text})'} ** {int(num)}"
             prec = 4
         return text, prec
@@ -258,6 +268,9 @@ class _Parser:
         raise _fail(self.f, text, "a term is missing here")
 
     def _column(self, name: str, piece: str) -> None:
+        if not name.isprintable():
+            raise _fail(self.f, repr(name), "column names may not hold newlines or other "
+                        "control characters")
         if name.startswith("__") or "`" in name:
             raise _fail(self.f, piece, "names starting with __ (or holding backticks) are "
                         "not allowed")
@@ -284,11 +297,16 @@ class _Call:
         src = re.sub(r"`([^`]*)`", lambda m: f"Q({json.dumps(m.group(1))})", text)
         try:
             tree = ast.parse(src.strip(), mode="eval")
+        except (RecursionError, MemoryError):
+            raise self.bad(text, "nested too deeply") from None
         except (SyntaxError, ValueError) as exc:
             raise self.bad(text, f"cannot parse ({exc.msg if hasattr(exc, 'msg') else exc})"
                            ) from None
-        self.call(tree.body, top=True)  # raises on anything outside the grammar
-        return _emit(tree.body)
+        try:
+            self.call(tree.body, top=True)  # raises on anything outside the grammar
+            return _emit(tree.body)
+        except RecursionError:
+            raise self.bad(text[:80], "nested too deeply") from None
 
     def fname(self, node: ast.AST) -> str | None:
         if isinstance(node, ast.Name):
@@ -404,8 +422,8 @@ class _Call:
 
     def literal(self, node: ast.AST, kind: str) -> str:
         if kind == "numbers":
-            if not isinstance(node, (ast.List, ast.Tuple)):
-                raise self.bad(node, "expected a list of numbers")
+            if not isinstance(node, (ast.List, ast.Tuple)) or len(node.elts) > MAX_DF:
+                raise self.bad(node, f"expected a list of at most {MAX_DF} numbers")
             return "[" + ", ".join(self.literal(e, "number") for e in node.elts) + "]"
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and kind == "number":
             return "-" + self.literal(node.operand, kind)
@@ -413,18 +431,29 @@ class _Call:
             v = node.value
             if kind == "bool" and isinstance(v, bool):
                 return repr(v)
-            if kind == "int" and isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            if (kind == "int" and isinstance(v, int) and not isinstance(v, bool)
+                    and 0 <= v <= MAX_DF):
                 return repr(v)
             if (kind == "number" and isinstance(v, (int, float)) and not isinstance(v, bool)
                     and math.isfinite(v)):
                 return repr(v)
-        raise self.bad(node, f"expected a literal {kind}")
+        bound = f" from 0 to {MAX_DF}" if kind == "int" else ""
+        raise self.bad(node, f"expected a literal {kind}{bound}")
 
     _BIN = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
     _CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
             ast.NotEq: "!="}
 
     def arith(self, node: ast.AST) -> str:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and not any(
+                isinstance(n, ast.Name) or (isinstance(n, ast.Call) and self.fname(n.func) == "Q")
+                for n in ast.walk(node)):
+            # numbers only: Python would compute e.g. 9 ** 9 ** 9 exactly, for ever
+            raise self.bad(node, "** needs a column on one side (write the number itself)")
+        if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)
+                and isinstance(node.right, ast.Constant)
+                and isinstance(node.right.value, (int, float)) and abs(node.right.value) > 100):
+            raise self.bad(node, "an exponent may be at most 100")
         if isinstance(node, ast.BinOp) and type(node.op) in self._BIN:
             return f"({self.arith(node.left)} {self._BIN[type(node.op)]} {self.arith(node.right)})"
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -501,8 +530,19 @@ def parse_formula(formula: object, *, allow_response: bool = False) -> ParsedFor
     if not isinstance(formula, str):
         raise DataError([f"formula must be a string such as \"team_size + C(practice)\", not "
                          f"{type(formula).__name__} {formula!r}"], title="invalid formula")
-    if "\x00" in formula:
-        raise _fail(formula.replace("\x00", "\\x00"), "NUL", "unexpected character")
+    if len(formula) > MAX_LENGTH:
+        raise DataError([f"formula is {len(formula)} characters long; at most {MAX_LENGTH} "
+                         "are allowed"], title="invalid formula")
+    control = sorted({c for c in formula if not c.isprintable() and c not in " \t\n\r"})
+    if control:
+        raise _fail(formula.encode("unicode_escape").decode(), repr("".join(control)),
+                    "control characters are not allowed")
+    depth = deepest = 0
+    for c in formula:
+        depth += (c == "(") - (c == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_DEPTH:
+        raise _fail(formula[:80] + "...", "parentheses", f"nested more than {MAX_DEPTH} deep")
     if "{" in formula or "}" in formula:
         raise _fail(formula, "{...}", "Python blocks in braces are not allowed")
     tokens = _tokens(formula)

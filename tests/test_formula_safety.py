@@ -177,7 +177,7 @@ def test_power_rejects_a_payload_before_any_replicate(marker):
     ("x + __import__('os').getcwd()", "attribute access is not allowed"),
     ("I(x * 1e400)", "numbers must be finite"),
     ("x + 2", "may only be 0 or 1"),
-    ("x ** 0", "positive whole number"),
+    ("x ** 0", "whole number from 1 to 10"),
     ("C(g, levels=[np])", "a level must be a quoted string or a number"),
     ("bs(x, df='3')", "expected a literal int"),
     ("scale(x, ddof=0)", "takes exactly one argument"),
@@ -213,3 +213,25 @@ def test_report_spec_formulas_never_run_code(tmp_path, marker):
     else:  # the sections that cannot be fitted say why in the PDF
         assert out.stat().st_size > 0
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("formula, piece", [
+    ("(" * 60 + "x" + ")" * 60, "nested more than 50 deep"),
+    ("I(" + "-" * 3000 + "x)", "nested too deeply"),
+    ("x" * 10_001, "at most 10000"),
+    ("x\x07", "control characters"),
+    ("`a\nb`", "control characters"),
+    ("I(9 ** 9 ** 9)", "needs a column"),
+    ("I(x ** 1000)", "at most 100"),
+    ("(x + z) ** 11", "from 1 to 10"),
+    ("bs(x, df=1000000)", "from 0 to 100"),
+])
+def test_resource_limits(formula, piece):
+    with pytest.raises(DataError, match=piece):
+        parse_formula(formula)
+
+
+def test_non_ascii_column_names():
+    d = _cox_data().rename(columns={"x": "été", "z": "ø y"})
+    assert parse_formula("été + `ø y`").columns == ("été", "ø y")
+    assert build_design(d, "été + `ø y` + I(été ** 2)").columns == ["été", "ø y", "I(été ** 2)"]
