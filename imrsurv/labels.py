@@ -47,6 +47,7 @@ LABELS: dict[str, str] = {
     "sustained": "Sustained",
     "restarted": "Restarted",
     "discontinued": "Discontinued",
+    "active": "Active (sustained + restarted)",
 }
 
 

@@ -54,7 +54,8 @@ def palette(n: int) -> list[tuple[float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
-    return [tuple(cmap(x)[:3]) for x in np.linspace(0.0, 0.78, max(n, 1))]
+    top = 0.6 if n == 2 else 0.78  # two groups: the mid tone, darker than the light end
+    return [tuple(cmap(x)[:3]) for x in np.linspace(0.0, top, max(n, 1))]
 
 
 def _style(i: int, n: int) -> dict:

@@ -29,11 +29,18 @@ def zph_residuals(res) -> pd.DataFrame:
     return out.sort_values("time", kind="mergesort").reset_index(drop=True)
 
 
-def smooth(time: np.ndarray, y: np.ndarray, frac: float = 2 / 3) -> tuple[np.ndarray, np.ndarray]:
-    """Lowess smooth of ``y`` on ``time`` (sorted x, fitted y); fewer than 4 points: none."""
+def smooth(time: np.ndarray, y: np.ndarray, frac: float | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Lowess smooth of ``y`` on ``time`` (sorted x, fitted y); fewer than 4 points: none.
+
+    ``frac`` defaults to 2/3, widened so that each local fit uses at least 15 points.
+    """
     if len(time) < 4:
         return np.asarray(time, float), np.full(len(time), np.nan)
     from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    if frac is None:
+        frac = min(1.0, max(2 / 3, 15 / len(time)))
 
     fit = lowess(np.asarray(y, float), np.asarray(time, float), frac=frac, it=0)
     return fit[:, 0], fit[:, 1]

@@ -386,12 +386,16 @@ def _section_states(ctx: _Context) -> None:
     at = state_probabilities(ctx.hist, _yearly(ctx))
     wide = at.pivot_table(index="time", columns="state", values="probability", observed=False)
     d.table(_labelled(ctx, wide.reset_index()), caption="State occupation probabilities at "
-            "yearly times.", fmt="{:.3f}")
+            "yearly times.", fmt={"Years": "{:g}", **dict.fromkeys(
+                [ctx.label(c) for c in wide.columns], "{:.3f}")})
     rm = restricted_mean_time_in_state(ctx.hist, ctx.spec.horizon)
     if "state" in rm:
         rm = rm.assign(state=[ctx.label(s) for s in rm["state"]])
+    rm = rm.rename(columns={"horizon": "Horizon (years)", "years": "Expected years",
+                            "se": "se"})
     d.table(_labelled(ctx, rm), caption=f"Expected years in each state over the first "
-            f"{ctx.spec.horizon:g} years (restricted mean time in state).", fmt="{:.3f}")
+            f"{ctx.spec.horizon:g} years (restricted mean time in state).",
+            fmt={"Horizon (years)": "{:g}", "Expected years": "{:.3f}", "se": "{:.3f}"})
     ctx.cite("AJ")
 
 
@@ -466,13 +470,13 @@ def _section_recurrent(ctx: _Context) -> None:
         raise DataError(["no Cox model could be fitted (see Methods)"], "no model")
     table = pd.DataFrame(rows)
     d.heading("Recurrent discontinuations: Cox models")
+    ax = figures.forest(table)
+    d.figure(figures.drawing(ax.figure), "Hazard ratios (95% robust CI) by model.")
     d.paragraph(f"Hazard of discontinuation ~ {' + '.join(ctx.label(t) for t in formula.split(' + '))}. "
                 "AG: Andersen-Gill, common baseline, at risk while active. PWP-TT / PWP-GT: "
                 "Prentice-Williams-Peterson, stratified by episode, total / gap time. WLW: "
                 "Wei-Lin-Weissfeld marginal model, every episode at risk from entry. Robust "
                 "(Lin-Wei) standard errors clustered by site.")
-    ax = figures.forest(table)
-    d.figure(figures.drawing(ax.figure), "Hazard ratios (95% robust CI) by model.")
     shown = pd.DataFrame({
         "Model": table["model"], "Term": [ctx.label(t) for t in table["term"]],
         "Hazard ratio": [f"{h:.2f}" if ok else "not estimable"
