@@ -29,7 +29,11 @@ Grammar (Wilkinson-Rogers, as R and formulaic read it)::
 Anything else (attribute access other than ``np.f`` / ``contr.x``, other calls,
 subscripts, lambdas, comprehensions, ``{...}`` blocks, dunder names, strings that
 are not level names) raises :class:`DataError` naming the formula, the piece and
-what is allowed.
+what is allowed.  Limits keep a hostile formula from exhausting the machine: at
+most ``MAX_LENGTH`` characters and ``MAX_DEPTH`` nested parentheses, term powers
+up to ``MAX_POWER``, exponents inside ``I()`` up to 100 and never between numbers
+only (Python would compute ``9 ** 9 ** 9`` exactly), spline ``df``/knots up to
+``MAX_DF``; no control characters.
 """
 
 from __future__ import annotations
@@ -376,7 +380,16 @@ class _Call:
             raise self.bad(node, "levels= must be a list of level names")
         return "[" + ", ".join(self.level(e) for e in node.elts) + "]"
 
+    def text(self, node: ast.Constant) -> str:
+        """A level string: printable, no backticks (they would read as names)."""
+        v = node.value
+        if "`" in v or "__imrsurv_q" in v or not v.isprintable():
+            raise self.bad(node, "a level name may not hold backticks or control characters")
+        return repr(v)
+
     def level(self, node: ast.AST) -> str:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return self.text(node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return "-" + self.level(node.operand)
         if (isinstance(node, ast.Constant) and not isinstance(node.value, bool)
@@ -485,7 +498,7 @@ class _Call:
 
     def operand(self, node: ast.AST) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return repr(node.value)
+            return self.text(node)
         return self.arith(node)
 
 
