@@ -91,7 +91,8 @@ class History:
     def __repr__(self) -> str:
         s = self._sites
         scale = ("calendar years since each site's start date" if self.from_dates
-                 else f"{self.time_unit} / {TIME_UNITS[self.time_unit]:g} = years")
+                 else "times in years" if self.time_unit == "years"
+                 else f"times in {self.time_unit} / {TIME_UNITS[self.time_unit]:g}")
         follow = s["exit"] - s["entry"]
         return (f"<History: {len(s)} sites, {int(s['discontinuations'].sum())} discontinuations, "
                 f"{int(s['restarts'].sum())} restarts, follow-up up to {follow.max():.2f} years "
