@@ -69,3 +69,37 @@ def test_single_term_robust_score_equals_global(recurrent):
         res.tests.loc["robust score", "statistic"], rel=1e-10)
     assert tt.loc["team_size", "score"] == pytest.approx(res.tests.loc["score", "statistic"],
                                                           rel=1e-10)
+
+
+def test_cr2_variance(recurrent):
+    """CR2: sum of cluster informations is I; bound 0 gives Lin-Wei; inflation grows as
+    clusters get fewer; t reference on G - 1 df."""
+    from imrsurv.models import cox_inference as inf
+
+    formula = "recent_leader_change + team_size + training_access"
+    kw = {"start": "start", "stop": "stop", "event": "event", "strata": "episode",
+          "cluster": "site", "weights": "w"}
+    lw = ims.fit_cox(recurrent, formula, **kw)
+    cr2 = ims.fit_cox(recurrent, formula, small_sample="cr2", **kw)
+    pb, st = lw._pb, lw._nr.state
+    ig = inf.cluster_information(pb, st, lw._cluster_codes)
+    np.testing.assert_allclose(ig.sum(0), st.info, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(inf.cr2_vcov(pb, st, lw._nr.var, lw._cluster_codes, bound=0.0),
+                               lw.cov.to_numpy(), rtol=1e-10)
+    assert (cr2.se > lw.se).all() and ((cr2.se / lw.se) < 1.1).all()
+    np.testing.assert_allclose(cr2.params, lw.params)
+    sm = cr2.summary
+    assert "t" in sm.columns and (sm["df"] == 79).all()
+    from scipy import stats
+    np.testing.assert_allclose(sm["p"], 2 * stats.t.sf(np.abs(cr2.params / cr2.se), 79))
+    assert any("CR2" in n for n in cr2.notes)
+    # 12 sites: the leverage of each cluster is large, and so is the correction
+    few = recurrent[recurrent["site"].isin(sorted(recurrent["site"].unique())[:12])]
+    lw12 = ims.fit_cox(few, formula, **kw)
+    cr12 = ims.fit_cox(few, formula, small_sample="cr2", **kw)
+    assert ((cr12.se / lw12.se).min() > (cr2.se / lw.se).max())
+    with pytest.raises(ims.DataError, match="pass cluster= too"):
+        ims.fit_cox(recurrent, formula, start="start", stop="stop", event="event",
+                    small_sample="cr2")
+    with pytest.raises(ims.DataError, match='small_sample must be None or "cr2"'):
+        ims.fit_cox(recurrent, formula, small_sample="CR3", **kw)

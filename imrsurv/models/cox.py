@@ -181,8 +181,9 @@ class CoxResult(_result.ResultProtocol):
                  weights: str | None, offset: str | None, n_dropped: int, notes: list[str],
                  counting: bool, penalty: str | None = None,
                  loglik_penalised: float | None = None, separated: dict[str, str] | None = None,
-                 max_iter: int = 30, tol: float = 1e-9):
+                 max_iter: int = 30, tol: float = 1e-9, small_sample: str | None = None):
         self._pb = problem
+        self.small_sample = small_sample
         self.penalty = penalty
         self._max_iter, self._tol = max_iter, tol
         self._nr = newton
@@ -211,12 +212,17 @@ class CoxResult(_result.ResultProtocol):
         self.converged = newton.converged
         if cluster_codes is not None:
             self.n_clusters: int | None = int(cluster_codes.max()) + 1
-            self.cov = pd.DataFrame(self._robust_var(), index=names, columns=names)
+            cov = (inference.cr2_vcov(problem, newton.state, newton.var, cluster_codes)
+                   if small_sample == "cr2" else self._robust_var())
+            self.cov = pd.DataFrame(cov, index=names, columns=names)
         else:
             self.n_clusters = None
             self.cov = self.cov_naive.copy()
         self.se_naive = pd.Series(np.sqrt(np.diag(newton.var)), index=names, name="se_naive")
         self.se = pd.Series(np.sqrt(np.diag(self.cov.to_numpy())), index=names, name="se")
+        # t / F reference on G - 1 degrees of freedom with the few-cluster correction
+        self.df_resid: int | None = (self.n_clusters - 1 if small_sample == "cr2"
+                                     and self.n_clusters else None)
         self.diverging = pd.Series(_diverging(newton, tol) if penalty is None
                                    else np.zeros(len(names), bool), index=names,
                                    name="diverging")
@@ -248,7 +254,14 @@ class CoxResult(_result.ResultProtocol):
                          "likelihood; p-values in the summary are penalised likelihood-ratio "
                          "tests and limits are profile penalised-likelihood limits; these "
                          "treat rows as independent.")
-        if self.cluster is not None:
+        if self.small_sample == "cr2":
+            notes.append(f"Bias-reduced (CR2-type) robust standard errors clustered by "
+                         f"{self.cluster}: each of the {self.n_clusters} cluster scores is "
+                         "inflated by (I - H_g)^(-1/2), H_g its leverage (Kauermann & Carroll "
+                         "2001, Fay & Graubard 2001); Wald z and p use a t reference on "
+                         f"{self.df_resid} df (clusters - 1). Model-based errors are in "
+                         "se_naive.")
+        elif self.cluster is not None:
             notes.append(f"Robust (Lin-Wei sandwich) standard errors clustered by "
                          f"{self.cluster}: {self.n_clusters} clusters; model-based "
                          "(naive) errors are in se_naive.")
@@ -287,8 +300,9 @@ class CoxResult(_result.ResultProtocol):
         """
         note = pd.Series(np.where(self.diverging.to_numpy(), _result.DIVERGES, ""),
                          index=self.params.index)
-        tab = coef_table(self.params, self.se, self.se_naive, self.cluster is not None,
-                         note=note)
+        tab = _result.coef_table(self.params, self.se,
+                                 se_naive=self.se_naive if self.cluster else None,
+                                 df=self.df_resid, note=note)
         if self.penalty == "firth":
             lim = self.profile_ci()
             tt = self.term_tests
@@ -304,9 +318,12 @@ class CoxResult(_result.ResultProtocol):
     def term_tests(self) -> pd.DataFrame:
         """Per formula term: df, Wald (robust when clustered), likelihood-ratio, score and
         robust score statistics with p-values (see :mod:`.cox_inference`)."""
-        return inference.term_tests(self._pb, self.penalty, self.params.to_numpy(),
-                                    self.loglik, self.cov.to_numpy(), self.terms,
-                                    self._cluster_codes, self._max_iter, self._tol)
+        out = inference.term_tests(self._pb, self.penalty, self.params.to_numpy(),
+                                   self.loglik, self.cov.to_numpy(), self.terms,
+                                   self._cluster_codes, self._max_iter, self._tol)
+        if self.df_resid is not None:   # Wald W / q against F(q, G - 1)
+            out["p wald"] = stats.f.sf(out["wald"] / out["df"], out["df"], self.df_resid)
+        return out
 
     def profile_ci(self, level: float = 0.95, terms: Sequence[str] | None = None
                    ) -> pd.DataFrame:
@@ -545,7 +562,8 @@ class CoxResult(_result.ResultProtocol):
             (f"; {self.n_dropped} rows dropped (missing)" if self.n_dropped else "")
 
     def _table_text(self) -> str:
-        cols = ["coef", "exp(coef)", "se"] + (["se_naive"] if self.cluster else []) + ["z", "p"]
+        stat = ["z"] if self.df_resid is None else ["t", "df"]
+        cols = ["coef", "exp(coef)", "se"] + (["se_naive"] if self.cluster else []) + stat + ["p"]
         if self.penalty == "firth":
             cols += ["lower 95%", "upper 95%"]
         return _result.format_table(self.summary, cols)
@@ -592,7 +610,8 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             event: str, cluster: str | None = None, strata: str | Sequence[str] | None = None,
             ties: str = "efron", weights: str | None = None, frailty: str | None = None,
             offset: str | None = None, missing: str = "raise", max_iter: int = 30,
-            tol: float = 1e-9, timefix: bool = True, penalty: str | None = None) -> CoxResult:
+            tol: float = 1e-9, timefix: bool = True, penalty: str | None = None,
+            small_sample: str | None = None) -> CoxResult:
     """Fit a Cox proportional hazards model, as R ``survival::coxph``.
 
     ``formula`` is the right-hand side only (e.g. ``"team_size + C(practice)"``),
@@ -614,11 +633,22 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
     converged when every step is below 1e-8.  Without it, a coefficient that runs to infinity is
     flagged in ``diverging`` and its summary row says so.
 
+    ``small_sample="cr2"`` (with ``cluster``) replaces the Lin-Wei sandwich by
+    its bias-reduced, CR2-type version (see
+    :func:`.cox_inference.cr2_vcov`) and refers Wald statistics to t / F on
+    clusters - 1 degrees of freedom: use it with fewer than about 50 sites.
+
     Raises :class:`~imrsurv.errors.DataError` for unusable input; with
     ``missing="drop"`` rows with missing values are left out and counted in
     ``n_dropped`` and ``notes``.
     """
     penalty = _check_penalty(penalty)
+    if small_sample not in (None, "cr2"):
+        raise DataError([f'small_sample must be None or "cr2", not {small_sample!r}'],
+                        title="invalid argument")
+    if small_sample is not None and cluster is None:
+        raise DataError(['small_sample="cr2" corrects the cluster-robust variance: pass '
+                         "cluster= too"], title="invalid argument")
     if penalty is not None and frailty is not None:
         raise DataError(['penalty="firth" cannot be combined with frailty=: the Firth '
                          "penalty is defined for the fixed-effects partial likelihood only"],
@@ -633,9 +663,9 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             ties=ties, weights=weights, offset=offset, missing=missing, max_iter=max_iter,
             tol=tol, timefix=timefix)
     if hasattr(data, "to_delayed") and not isinstance(data, pd.DataFrame):
-        if penalty is not None:
-            raise DataError(['penalty="firth" is not available for dask DataFrames'],
-                            title="invalid argument")
+        if penalty is not None or small_sample is not None:
+            raise DataError(['penalty="firth" and small_sample="cr2" are not available for '
+                             "dask DataFrames"], title="invalid argument")
         return _fit_dask(data, formula, start=start, stop=stop, event=event, cluster=cluster,
                          strata=strata, ties=ties, weights=weights, frailty=frailty, offset=offset,
                          missing=missing, max_iter=max_iter, tol=tol, timefix=timefix)
@@ -669,7 +699,7 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                      n_dropped=n_dropped, notes=notes, counting=start is not None,
                      penalty=penalty, loglik_penalised=penalised,
                      separated=separated if penalty is None else None, max_iter=max_iter,
-                     tol=tol)
+                     tol=tol, small_sample=small_sample)
 
 
 def _check_penalty(penalty: str | None) -> str | None:
