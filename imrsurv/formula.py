@@ -19,7 +19,8 @@ Grammar (Wilkinson-Rogers, as R and formulaic read it)::
     call     := C(column [, contrast] [, levels=[level, ...]])
               | I(arith) | f(arith) | np.f(arith) | center(arith) | scale(arith)
               | bs(arith, df=, degree=, knots=, include_intercept=, lower_bound=,
-                   upper_bound=) | cr(arith, df=, knots=, lower_bound=, upper_bound=)
+                   upper_bound=) | cr(arith, df=, knots=, lower_bound=, upper_bound=,
+                                      constraints="center")
     f        := log | log1p | log2 | log10 | exp | sqrt | abs
     contrast := Treatment | Sum | Helmert | Poly | Diff, bare or called with a level
                 (``Treatment(reference="IMR")``), or contr.treatment("IMR") / contr.sum()
@@ -62,7 +63,8 @@ _CONTR = ("treatment", "sum", "helmert", "poly", "diff")
 _SPLINE_KW = {
     "bs": {"df": "int", "degree": "int", "knots": "numbers", "include_intercept": "bool",
            "lower_bound": "number", "upper_bound": "number"},
-    "cr": {"df": "int", "knots": "numbers", "lower_bound": "number", "upper_bound": "number"},
+    "cr": {"df": "int", "knots": "numbers", "lower_bound": "number", "upper_bound": "number",
+           "constraints": "center"},
 }
 
 #: the only names formulaic can resolve besides data columns (its own transforms
@@ -443,6 +445,8 @@ class _Call:
         if isinstance(node, ast.Constant):
             v = node.value
             if kind == "bool" and isinstance(v, bool):
+                return repr(v)
+            if kind == "center" and v == "center":
                 return repr(v)
             if (kind == "int" and isinstance(v, int) and not isinstance(v, bool)
                     and 0 <= v <= MAX_DF):

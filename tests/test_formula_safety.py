@@ -110,6 +110,9 @@ def test_error_names_formula_piece_and_grammar():
     ("`odd name` + Q('x')", ("odd name", "x"), ["odd name", "x"]),
     ("center(x) + scale(z)", ("x", "z"), ["center(x)", "scale(z)"]),
     ("bs(z, df=3)", ("z",), ["bs(z, df=3)[1]", "bs(z, df=3)[2]", "bs(z, df=3)[3]"]),
+    ("cr(z, df=3, constraints='center')", ("z",),
+     [f"cr(z, df=3, constraints='center')[{i}]" for i in (1, 2, 3)]),
+    ("C(g, Sum)", ("g",), ["C(g, Sum)[S.a]", "C(g, Sum)[S.b]"]),
     ("x + I(g == 'a')", ("x", "g"), ["x", "I(g == 'a')"]),
     ("x / g", ("x", "g"), ["x", "x:g[T.b]", "x:g[T.c]"]),
 ])
