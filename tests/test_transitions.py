@@ -56,10 +56,9 @@ def test_coefficients_and_robust_se_match_r(fits, ties):
         np.testing.assert_allclose(fit.se_naive, ref["naive_se"][name], rtol=1e-6)
         np.testing.assert_allclose([fit.loglik_null, fit.loglik], ref["loglik"][name],
                                    rtol=1e-9)
-    sm = res.summary.set_index(["transition", "term"])
+    sm = res.summary
     for name in TRANSITIONS:
-        np.testing.assert_allclose(sm.loc[name, "robust se"], ref["robust_se"][name],
-                                   rtol=1e-6)
+        np.testing.assert_allclose(sm.loc[name, "se"], ref["robust_se"][name], rtol=1e-6)
 
 
 @pytest.mark.parametrize("ties", ["efron", "breslow"])
@@ -144,24 +143,77 @@ def test_formula_per_transition_and_subset():
     np.testing.assert_allclose(res.fits["restarted->discontinued"].params, direct.params,
                                rtol=1e-12)
     sm = res.summary
-    assert list(sm["transition"].astype(str)) == ["sustained->discontinued"] * 2 + \
+    assert list(sm.index.get_level_values("transition")) == ["sustained->discontinued"] * 2 + \
         ["restarted->discontinued"]
     with pytest.raises(DataError, match="need all three transitions"):
         res.predict_state_probabilities({"x1": 0, "x2": 0}, [1.0])
     sub = fit_transitions(HIST, "x1", transitions=["discontinued->restarted"])
     assert sub.transitions == ("discontinued->restarted",)
     naive = fit_transitions(HIST, "x1", cluster=None)
-    assert "se" in naive.summary.columns and "robust se" not in naive.summary.columns
+    np.testing.assert_allclose(naive.summary["se"].to_numpy(),
+                               np.concatenate([f.se_naive for f in naive.fits.values()]))
 
 
 def test_summary_table(fits):
-    sm = fits["efron"].summary
-    assert list(sm.columns) == ["transition", "term", "coef", "HR", "robust se", "z", "p",
-                                "HR lower 95%", "HR upper 95%", "events"]
-    np.testing.assert_allclose(sm["HR"], np.exp(sm["coef"]))
-    np.testing.assert_allclose(np.log(sm["HR upper 95%"]) - sm["coef"],
-                               1.959963984540054 * sm["robust se"])
-    assert "restarted->discontinued" in repr(fits["efron"])
+    from imrsurv.models._result import SUMMARY_COLUMNS
+
+    res = fits["efron"]
+    sm = res.summary
+    assert sm.index.names == ["transition", "term"]
+    assert [c for c in sm.columns if c in SUMMARY_COLUMNS] == list(SUMMARY_COLUMNS)
+    assert sm.columns[-1] == "note" and "events" in sm.columns
+    np.testing.assert_allclose(sm["exp(coef)"], np.exp(sm["coef"]))
+    np.testing.assert_allclose(sm["upper 95%"] - sm["coef"], 1.959963984540054 * sm["se"])
+    np.testing.assert_allclose(res.conf_int()["lower"], sm["lower 95%"])
+    np.testing.assert_allclose(res.pvalues, sm["p"])
+    np.testing.assert_allclose(res.params, sm["coef"])
+    assert "restarted -> discontinued" in repr(res)
+    assert "<table" in res._repr_html_()
+
+
+def test_diverging_coefficients_are_said_not_printed():
+    """Bond data: restarted->discontinued has monotone likelihood in two terms (issue 9)."""
+    import warnings
+
+    import imrsurv as ims
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_transitions(ims.datasets.load_bond2014(),
+                              "recent_leader_change + team_size + training_access")
+    sm = res.summary.loc["restarted->discontinued"]
+    bad = sm.loc[["recent_leader_change", "training_access"]]
+    assert bad["note"].str.startswith("diverges (monotone likelihood)").all()
+    assert bad[["exp(coef)", "se", "z", "p", "exp(upper 95%)"]].isna().all().all()
+    text = repr(res)
+    assert "7.045e+11" not in text and "e+11" not in text and "e-206" not in text
+    assert "diverges (monotone likelihood)" in text
+    assert res.conf_int().loc[("restarted->discontinued", "recent_leader_change")].isna().all()
+    # the Firth fit gives finite estimates for the same terms
+    firth = fit_transitions(ims.datasets.load_bond2014(),
+                            "recent_leader_change + team_size + training_access",
+                            penalty="firth")
+    f = firth.summary.loc["restarted->discontinued"]
+    assert np.isfinite(f["exp(coef)"]).all() and (f["note"] == "").all()
+    assert f.loc["recent_leader_change", "exp(coef)"] < 1e3
+
+
+def test_plot_marks_not_estimable_terms():
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import imrsurv as ims
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_transitions(ims.datasets.load_bond2014(),
+                              "recent_leader_change + team_size + training_access")
+    ax = res.plot()
+    assert [t.get_text() for t in ax.texts].count("not estimable") == 2
+    lo, hi = ax.get_xlim()
+    assert hi < 100 and lo > 0.01
 
 
 # ---------------------------------------------------------------- prediction

@@ -71,9 +71,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from imrsurv.errors import DataError, Problem
+from imrsurv.models._result import HR_LIMIT, ResultProtocol, format_table
 from imrsurv.models.cox import TIES, CoxResult, fit_cox
 from imrsurv.models.design import required_columns
 
@@ -176,8 +176,8 @@ def _prefixed(name: str, err: DataError) -> list[Problem]:
 
 def fit_transitions(history: Any, formula: str | Mapping[Any, str], *, ties: str = "efron",
                     transitions: Iterable[Any] | str | None = None,
-                    cluster: str | None = "site", missing: str = "raise"
-                    ) -> TransitionsResult:
+                    cluster: str | None = "site", missing: str = "raise",
+                    penalty: str | None = None) -> TransitionsResult:
     """One Cox model per transition of the sustained / discontinued / restarted model.
 
     Parameters
@@ -202,6 +202,9 @@ def fit_transitions(history: Any, formula: str | Mapping[Any, str], *, ties: str
         model-based errors.
     missing
         ``"raise"`` or ``"drop"``, passed to :func:`~imrsurv.fit_cox`.
+    penalty
+        ``None`` or ``"firth"`` (Firth-penalised partial likelihood, finite
+        estimates under monotone likelihood), passed to :func:`~imrsurv.fit_cox`.
 
     Returns
     -------
@@ -253,7 +256,7 @@ def fit_transitions(history: Any, formula: str | Mapping[Any, str], *, ties: str
     for name, f in formulas.items():
         try:
             fits[name] = fit_cox(frames[name], f, start="start", stop="stop", event="event",
-                                 cluster=cluster, ties=ties, missing=missing)
+                                 cluster=cluster, ties=ties, missing=missing, penalty=penalty)
         except DataError as err:
             problems += _prefixed(name, err)
     if problems:
@@ -273,8 +276,8 @@ class _Baseline:
     dh: np.ndarray  # (K, n_transitions) baseline hazard increments (covariates 0)
 
 
-@dataclass(eq=False)
-class TransitionsResult:
+@dataclass(eq=False, repr=False)
+class TransitionsResult(ResultProtocol):
     """Transition-specific Cox fits; see :func:`fit_transitions`.
 
     Attributes: ``fits`` (transition -> CoxResult), ``formulas`` (transition
@@ -308,23 +311,41 @@ class TransitionsResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Long table: transition, term, coef, HR, (robust) se, z, p and 95% HR limits."""
-        se_col = "robust se" if self.cluster is not None else "se"
-        q = stats.norm.ppf(0.975)
+        """One row per (transition, term), in the standard result columns.
+
+        Index: (``transition``, ``term``). Columns: ``coef, exp(coef), se, z,
+        p, lower 95%, upper 95%, exp(lower 95%), exp(upper 95%)`` (``se`` is
+        robust when clustered), ``se_naive`` after ``se``, then ``events`` and
+        ``note``. A coefficient that diverges (monotone likelihood) or a fit
+        that did not converge keeps ``coef`` but has NaN elsewhere and says so
+        in ``note``: no such hazard ratio or p-value is shown as a number.
+        """
         parts = []
         for name, fit in self.fits.items():
-            b, se = fit.params, fit.se
-            z = b / se
-            parts.append(pd.DataFrame({
-                "transition": name, "term": b.index, "coef": b.to_numpy(),
-                "HR": np.exp(b.to_numpy()), se_col: se.to_numpy(), "z": z.to_numpy(),
-                "p": 2 * stats.norm.sf(np.abs(z.to_numpy())),
-                "HR lower 95%": np.exp((b - q * se).to_numpy()),
-                "HR upper 95%": np.exp((b + q * se).to_numpy()),
-                "events": fit.n_events}))
-        out = pd.concat(parts, ignore_index=True)
-        out["transition"] = pd.Categorical(out["transition"], categories=list(self.fits))
-        return out
+            sm = fit.summary.copy()
+            note = sm["note"] if "note" in sm else pd.Series("", index=sm.index)
+            if not getattr(fit, "converged", True) and not (note != "").any():
+                # a failure to converge not explained by diverging terms: no row is an estimate
+                note = note.where(note != "", "did not converge")
+                bad = note != ""
+                sm.loc[bad, [c for c in sm.columns if c not in ("coef", "se_naive", "note")]] \
+                    = np.nan
+            sm["note"] = note
+            sm.insert(len(sm.columns) - 1, "events", fit.n_events)
+            sm.index = pd.MultiIndex.from_product([[name], sm.index],
+                                                  names=["transition", "term"])
+            parts.append(sm)
+        return pd.concat(parts)
+
+    @property
+    def params(self) -> pd.Series:
+        """Coefficients indexed by (transition, term)."""
+        return self.summary["coef"].rename("coef")
+
+    @property
+    def se(self) -> pd.Series:
+        """Standard errors (robust when clustered) indexed by (transition, term)."""
+        return self.summary["se"].rename("se")
 
     @property
     def notes(self) -> list[str]:
@@ -334,16 +355,33 @@ class TransitionsResult:
             out.append(f"{name}: {fit.n} rows, {fit.n_events} events{clusters}; "
                        f"formula {fit.formula}")
         if self.cluster is not None:
-            out.append(f"Robust (Lin-Wei) standard errors clustered by {self.cluster}.")
+            out.append(f"Robust (Lin-Wei) standard errors clustered by {self.cluster}; Wald "
+                       "tests and 95% limits on a normal reference.")
         out.append(f"Ties handled by the {self.ties.capitalize()} approximation.")
+        sm = self.summary
+        flagged = sm.index[sm["note"] != ""]
+        if len(flagged):
+            out.append("Not estimable (no hazard ratio shown): "
+                       + "; ".join(f"{t} {term}: {sm.loc[(t, term), 'note']}"
+                                   for t, term in flagged))
         return out
 
-    def __repr__(self) -> str:
+    def _header(self) -> str:
+        return "Transition-specific Cox models (sustained / discontinued / restarted)"
+
+    def summary_text(self) -> str:
+        """The header, one coefficient table per transition, and the notes."""
         sm = self.summary
-        cols = [c for c in sm.columns if c not in ("HR lower 95%", "HR upper 95%", "events")]
-        table = sm[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        return "\n".join(["Transition-specific Cox models (sustained / discontinued / "
-                          "restarted)", table, *[f"  - {n}" for n in self.notes]])
+        cols = [c for c in sm.columns if c not in ("note", "lower 95%", "upper 95%")]
+        lines = [self._header(), ""]
+        for name in self.fits:
+            lines += [name.replace("->", " -> "), format_table(sm.loc[name], cols), ""]
+        return "\n".join(lines + ["Notes:"] + [f"  - {n}" for n in self.notes])
+
+    def __repr__(self) -> str:
+        return self.summary_text()
+
+    __str__ = __repr__
 
     # -- plot -------------------------------------------------------------------
 
@@ -356,27 +394,37 @@ class TransitionsResult:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import NullLocator
 
-        sm = self.summary
+        sm = self.summary.reset_index()
         terms = list(dict.fromkeys(sm["term"]))
         names = list(self.fits)
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 0.5 * len(terms) * len(names) ** 0.5 + 1.9))
         styles = [("o", "black"), ("s", "white"), ("^", "0.6")]
         step = 0.7 / len(names)
+        ok_all = sm["note"] == ""
+        finite = sm.loc[ok_all, ["exp(lower 95%)", "exp(upper 95%)"]].to_numpy()
+        finite = finite[np.isfinite(finite) & (finite > 0) & (finite < HR_LIMIT)
+                        & (finite > 1 / HR_LIMIT)]
+        lo = min(float(finite.min()), 0.8) if finite.size else 0.5
+        hi = max(float(finite.max()), 1.25) if finite.size else 2.0
+        left, right = lo / 1.6, hi * 1.6
         for k, name in enumerate(names):
             sub = sm[sm["transition"] == name].set_index("term").reindex(terms)
             y = np.arange(len(terms)) + (k - (len(names) - 1) / 2) * step
-            hr = sub["HR"].to_numpy()
-            err = [hr - sub["HR lower 95%"].to_numpy(), sub["HR upper 95%"].to_numpy() - hr]
+            ok = (sub["note"].fillna("x") == "").to_numpy()
+            hr = sub["exp(coef)"].to_numpy(float)
+            lo_k = np.clip(sub["exp(lower 95%)"].to_numpy(float), left, right)
+            hi_k = np.clip(sub["exp(upper 95%)"].to_numpy(float), left, right)
             marker, face = styles[_INDEX_ORDER[name]]
-            ax.errorbar(hr, y, xerr=err, fmt=marker, color="black", mfc=face, mec="black",
-                        ms=6, capsize=2, lw=1, label=name.replace("->", " \u2192 "))
+            ax.errorbar(hr[ok], y[ok], xerr=[hr[ok] - lo_k[ok], hi_k[ok] - hr[ok]], fmt=marker,
+                        color="black", mfc=face, mec="black", ms=6, capsize=2, lw=1,
+                        label=name.replace("->", " \u2192 "))
+            for yy in y[~ok]:
+                ax.text(np.sqrt(left * right), yy, "not estimable", ha="center", va="center",
+                        fontsize=7.5, style="italic")
+        ax.set_xlim(left, right)
         ax.axvline(1.0, color="0.4", lw=0.8, ls="--")
         ax.set_xscale("log")
-        finite = sm[["HR lower 95%", "HR upper 95%"]].to_numpy()
-        finite = finite[np.isfinite(finite) & (finite > 0)]
-        lo = float(finite.min()) if finite.size else 0.5
-        hi = float(finite.max()) if finite.size else 2.0
         ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
                  if lo / 1.6 <= t <= hi * 1.6]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
