@@ -87,7 +87,12 @@ def test_sparse_gamma_summary_lrt_and_notes():
     assert 0 <= lrt["p"] <= 0.5
     tab = res.summary
     assert list(tab.columns) == ["coef", "exp(coef)", "se", "se2", "z", "p", "lower 95%",
-                                 "upper 95%", "exp(lower 95%)", "exp(upper 95%)"]
+                                 "upper 95%", "exp(lower 95%)", "exp(upper 95%)", "note"]
+    assert (tab["note"] == "").all()
+    close(res.conf_int()["upper"], tab["upper 95%"], rtol=1e-12)
+    html = res._repr_html_()
+    assert "se2" in html and "sparse" in html and "<li>" in html
+    assert "Notes:" in res.summary_text()
     close(tab["z"], res.params / res.se, rtol=1e-12)
     close(tab["lower 95%"], res.params - 1.959963984540054 * res.se, rtol=1e-12)
     assert (res.se2 <= res.se).all()

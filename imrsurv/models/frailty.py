@@ -53,6 +53,7 @@ from scipy import stats
 from ..errors import DataError, NotEstimable
 from . import _coxcore as core
 from . import _frailty_newton as fn
+from ._result import ResultProtocol, coef_table, format_table
 from .design import required_columns
 
 __all__ = ["Frailty", "FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
@@ -152,8 +153,8 @@ def _gauss_step(hist: np.ndarray, outer: int) -> float:
     return float(new)
 
 
-@dataclass
-class FrailtyResult:
+@dataclass(repr=False)
+class FrailtyResult(ResultProtocol):
     """A Cox fit with a shared frailty (see the module docstring).
 
     ``loglik`` is R's ``fit$loglik[2]``: the (unpenalised) partial
@@ -210,34 +211,21 @@ class FrailtyResult:
         stat = max(2.0 * (self.loglik_integrated - self.loglik_nofrailty), 0.0)
         return {"statistic": stat, "df": 1.0, "p": 0.5 * float(stats.chi2.sf(stat, 1))}
 
-    @property
-    def pvalues(self) -> pd.Series:
-        return pd.Series(2 * stats.norm.sf(np.abs(self.params / self.se)),
-                         index=self.params.index, name="p")
-
-    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
-        q = stats.norm.ppf(0.5 + level / 2)
-        pct = f"{100 * level:g}%"
-        return pd.DataFrame({f"lower {pct}": self.params - q * self.se,
-                             f"upper {pct}": self.params + q * self.se})
+    _display_columns = ("coef", "exp(coef)", "se", "se2", "z", "p", "lower 95%", "upper 95%")
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Wald table: ``coef, exp(coef), se, se2, z, p``, 95% limits and their exp.
+        """Standard Wald table (:func:`._result.coef_table`) with R's ``se2`` after ``se``.
 
         ``se`` is R's ``se(coef)`` (z, p and the limits use it); ``se2`` is R's
         sandwich-type ``se2`` (see the class and module docstrings).
         """
-        z = self.params / self.se
-        ci = self.conf_int()
-        lo, hi = ci.iloc[:, 0], ci.iloc[:, 1]
-        return pd.DataFrame({"coef": self.params, "exp(coef)": np.exp(self.params),
-                             "se": self.se, "se2": self.se2, "z": z, "p": self.pvalues,
-                             "lower 95%": lo, "upper 95%": hi, "exp(lower 95%)": np.exp(lo),
-                             "exp(upper 95%)": np.exp(hi)})
+        sm = coef_table(self.params, self.se)
+        sm.insert(sm.columns.get_loc("se") + 1, "se2", self.se2)
+        return sm
 
-    def __repr__(self) -> str:
-        kind = "gamma" if self.distribution == "gamma" else "Gaussian"
+    def _header(self) -> str:
+        kind = "gamma" if self.distribution == "gamma" else "Gaussian (log-normal)"
         head = (f"Cox model with a shared {kind} frailty by {self.frailty} "
                 f"({self.n_groups} groups, {'sparse' if self.sparse else 'dense'}); "
                 f"ties = {self.ties}\n  n = {self.n} rows, {self.n_events} events; "
@@ -245,10 +233,10 @@ class FrailtyResult:
         if self.distribution == "gamma":
             lrt = self.lrt_theta_zero
             head += f"\n  LRT theta = 0: {lrt['statistic']:.3f}, p = {lrt['p']:.3g}"
-        table = self.summary[["coef", "exp(coef)", "se", "se2", "z", "p"]].to_string(
-            float_format=lambda v: f"{v:.4g}")
-        tail = "" if self.converged else "\n  (not converged: see notes)"
-        return f"{head}\n\n{table}{tail}"
+        return head + ("" if self.converged else "\n  (not converged: see notes)")
+
+    def __repr__(self) -> str:
+        return f"{self._header()}\n\n{format_table(self.summary, self._display_columns[:6])}"
 
 
 # ---------------------------------------------------------------------------
