@@ -31,6 +31,10 @@ def lazy_exports(package: str, names: dict[str, str], namespace: dict[str, Any],
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(namespace) | set(names))
+        # the package's API and submodules, not the helpers its own code imported
+        # (``from __future__ import annotations``, this function)
+        hidden = {k for k, v in namespace.items()
+                  if v is lazy_exports or type(v).__name__ == "_Feature"}
+        return sorted((set(namespace) - hidden) | set(names))
 
     return __getattr__, __dir__

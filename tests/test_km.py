@@ -151,3 +151,10 @@ def test_history_input_and_plot(tmp_path):
     ax.figure.savefig(tmp_path / "km.png")
     plt.close("all")
     assert (tmp_path / "km.png").stat().st_size > 0
+
+
+def test_km_result_displays_in_notebooks():
+    res = km_first(SPELLS, by="group", times=[1, 2])
+    html = res._repr_html_()
+    assert html.count("<table") == 2 and "log-rank" in html
+    assert "n_censor" in html and "as R summary(survfit, times=)" in html

@@ -66,6 +66,16 @@ def test_robust_score_test_matches_r_coxph():
     assert "chi2" in str(t)
 
 
+def test_mcf_test_displays_without_raw_arrays():
+    t = mcf_test(DATA, **KW, by="group")
+    assert t.p == t.p_value
+    text = repr(t)
+    assert text == str(t) and "MCFTest(" not in text and "array(" not in text
+    assert "Lawless-Nadeau" in text and f"{t.p_value:.4g}" in text
+    html = t._repr_html_()
+    assert html.startswith("<div>") and "chi2" in html
+
+
 def test_score_test_three_groups_and_differences():
     d = DATA.copy()
     d["g3"] = np.where(d["site"].str[-1].isin(list("0123")), "C", d["group"])

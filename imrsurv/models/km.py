@@ -136,6 +136,23 @@ class KMResult:
 
     __repr__ = __str__
 
+    def print_summary(self) -> None:
+        print(str(self))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        parts = ["<div><p>Time to first discontinuation (Kaplan-Meier)</p>",
+                 self.medians.to_html(index=False, float_format=lambda v: f"{v:.4g}"),
+                 self.table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")]
+        if self.logrank is not None:
+            lr = self.logrank
+            parts.append(f"<p>log-rank: chi2 = {lr['statistic']:.4f} on {int(lr['df'])} df, "
+                         f"p = {lr['p']:.4g} ({html.escape(lr['method'])})</p>")
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+                     + "</ul></div>")
+        return "".join(parts)
+
 
 def risk_counts(start, stop, event, times) -> dict[str, np.ndarray]:
     """At-risk, event and censoring counts at ``times``, as R ``summary(survfit, times=)``.

@@ -242,12 +242,39 @@ class MCFTest:
                    "chi-square on groups-1 df")
     difference: pd.DataFrame | None = field(default=None)
 
+    @property
+    def p(self) -> float:
+        """The p-value (same as ``p_value``; ``p`` is the name every result uses)."""
+        return self.p_value
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{self.method}.",
+                "Robust (Lawless-Nadeau) variance: no Poisson assumption; sites are the "
+                "independent units."]
+
     def __str__(self) -> str:
-        text = (f"{self.method}\n  groups: {', '.join(map(str, self.groups))}\n"
+        text = (f"MCF equality test\n  groups: {', '.join(map(str, self.groups))}\n"
                 f"  chi2 = {self.statistic:.4f} on {self.df} df, p = {self.p_value:.4g}")
         if self.difference is not None:
             text += "\nMCF difference at chosen times:\n" + self.difference.to_string(index=False)
-        return text
+        return text + "\nNotes:\n" + "\n".join(f"  - {n}" for n in self.notes)
+
+    __repr__ = __str__
+
+    def print_summary(self) -> None:
+        print(str(self))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = (f"<p>MCF equality test: chi2 = {self.statistic:.4f} on {self.df} df, "
+                f"p = {self.p_value:.4g} (groups: {html.escape(', '.join(map(str, self.groups)))})"
+                "</p>")
+        diff = "" if self.difference is None else self.difference.to_html(
+            index=False, float_format=lambda v: f"{v:.4g}")
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return f"<div>{head}{diff}<ul>{notes}</ul></div>"
 
 
 def mcf_test(data, *, by: str, start: str | None = "start", stop: str = "stop",

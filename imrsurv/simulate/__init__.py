@@ -14,6 +14,7 @@ works whether ``imrsurv.simulate`` resolves to this package (after any
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 
@@ -52,3 +53,7 @@ class _CallablePackage(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallablePackage
+# what ``imrsurv.simulate?`` / ``inspect.signature`` show: the function, then the package
+__signature__ = inspect.signature(simulate)
+__doc__ = (f"simulate{__signature__}\n\n{inspect.getdoc(simulate)}\n\n"
+           f"The package imrsurv.simulate\n----------------------------\n{__doc__}")

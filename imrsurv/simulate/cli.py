@@ -90,7 +90,12 @@ def cmd_power(args: argparse.Namespace) -> int:
     from .parallel import DaskNotInstalled, SchedulerUnavailable
     from .power_analysis import power
 
-    design = {"n_sites": args.sites, "years": args.years, "hr": args.hr,
+    hrs = list(dict.fromkeys(args.hr))
+    bad = [h for h in hrs if not (math.isfinite(h) and h > 0)]
+    if bad:
+        print(f"imrsurv power: --hr must be positive finite numbers, got {bad}", file=sys.stderr)
+        return 2
+    design = {"n_sites": args.sites, "years": args.years, "hr": hrs if len(hrs) > 1 else hrs[0],
               "entry": args.entry, "frailty_var": args.frailty_var, "censoring": args.censoring,
               "covariates": "default"}
     hz = _hazards(args)
@@ -102,7 +107,7 @@ def cmd_power(args: argparse.Namespace) -> int:
     try:
         res = power(design, analyses=args.analysis or ["ag"], n_replicates=args.replicates,
                     seed=args.seed, workers=args.workers, scheduler=args.scheduler,
-                    alpha=args.alpha, progress=not args.quiet,
+                    alpha=args.alpha, progress=not args.quiet and sys.stderr.isatty(),
                     connect_timeout=args.connect_timeout)
     except (SchedulerUnavailable, DaskNotInstalled) as exc:
         print(f"imrsurv power: {exc}", file=sys.stderr)
@@ -124,13 +129,14 @@ def cmd_power(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"note: {note}")
     print(f"wrote {out} and {summary_path}")
-    if args.plot:
+    plot = args.plot or (out.with_name(out.stem + "_power.png") if len(hrs) > 1 else None)
+    if plot:
         import matplotlib
 
         matplotlib.use("Agg")
         ax = res.plot()
-        ax.figure.savefig(args.plot, bbox_inches="tight")
-        print(f"wrote {args.plot}")
+        ax.figure.savefig(plot, bbox_inches="tight")
+        print(f"wrote {plot}" + (" (power curve over --hr)" if len(hrs) > 1 else ""))
     return 130 if res.interrupted else 0
 
 
@@ -156,8 +162,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "results for the same --seed whatever the number of workers. Ctrl-C stops "
                     "and writes the finished replicates.")
     _model_args(p)
-    p.add_argument("--hr", type=float, required=True,
-                   help="hazard ratio of a recent leadership change (1 = no effect)")
+    p.add_argument("--hr", type=float, nargs="+", required=True, metavar="HR",
+                   help="hazard ratio(s) of a recent leadership change (1 = no effect); "
+                        "several values (--hr 1 1.5 2 3) draw the power curve, saved to "
+                        "--plot or FILE_power.png")
     p.add_argument("--effect", action="append", metavar="COVARIATE=LOG_HR",
                    help="other " + EFFECT_HELP)
     p.add_argument("--replicates", type=int, default=200, metavar="R",
@@ -168,8 +176,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="test level (default: 0.05)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="W",
-                       help="local Dask worker processes (default: one per CPU; 1 = run here, "
-                            "no Dask needed)")
+                       help="local Dask worker processes (default: one per CPU, or one here "
+                            "when Dask is not installed; 1 = run here; more than 1 without "
+                            "Dask is an error)")
     where.add_argument("--scheduler", metavar="ADDR",
                        help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SEC",

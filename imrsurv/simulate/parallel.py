@@ -73,7 +73,8 @@ class _Progress:
         self.bar = None
         self.total, self.n, self.desc = total, 0, desc
         self.text = False
-        if not enabled:
+        # quiet when stderr is a file or pipe (logs, CI); a notebook shows tqdm's widget
+        if not enabled or not (sys.stderr.isatty() or "ipykernel" in sys.modules):
             return
         try:
             from tqdm.auto import tqdm
@@ -158,9 +159,16 @@ def run_tasks(fn: Callable[[Any], Any], tasks: Sequence[Any], *, scheduler: str 
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if scheduler is not None and workers is not None:
         raise ValueError("give workers (a local cluster) or scheduler (an existing one), not both")
+    if scheduler is None and workers is not None and workers > 1 and not dask_available():
+        # an explicit request for parallel workers is not quietly run on one
+        raise DaskNotInstalled(f"workers={workers} needs Dask, which is not installed: pip "
+                               "install 'imrsurv[dask]' (or 'dask[distributed]'), or run with "
+                               "workers=1")
     t0 = time.monotonic()
     if scheduler is None and (workers == 1 or not dask_available()):
         run = _run_serial(fn, tasks, progress, desc)
+        if workers is None:
+            run.backend = "this process (one worker: Dask is not installed)"
     elif scheduler is not None:
         client = connect(scheduler, connect_timeout)
         try:
