@@ -314,3 +314,12 @@ def test_dense_fit_of_many_groups_is_refused_where_the_sparse_one_fits(monkeypat
     with pytest.raises(DataError, match="dense.*or sparse=True"):
         _fit_on(_data(), sparse=False)
     assert _fit_on(_data()).sparse      # about 1 MB
+
+
+def test_singular_information_in_the_dense_fit_names_the_coefficient():
+    d = _data().copy()
+    first = d.loc[d.event == 1, "stop"].min()
+    extra = d.groupby("region").head(1).assign(start=0.0, stop=first / 2, event=0, x1=0.0)
+    d = pd.concat([d.assign(x4=0.0), extra.assign(x4=1.0)], ignore_index=True)
+    with pytest.raises(NotEstimable, match="x4"):
+        _fit_on(d, formula="x1 + x4", frailty="region")

@@ -276,22 +276,41 @@ class SparseFrailty:
         return c, bfb, fdiag
 
 
+TOLER_CHOL = float(np.finfo(float).eps) ** 0.75   # R coxph.control(toler.chol)
+
+
 def _cholesky(h: np.ndarray):
+    """Cholesky factor of ``h``; :class:`Singular` naming the pivots R's ``cholesky2`` drops.
+
+    As R, a pivot (``L_ii^2``) below ``toler.chol * max |h_ii|`` marks its column
+    as not estimable (R then sets the coefficient to NA; here it is an error).
+    """
     if h.shape[0] == 0:
         return (np.zeros((0, 0)), True)
     if not np.all(np.isfinite(h)):
         raise Singular(list(range(h.shape[0])), frailty=False)
+    tol = TOLER_CHOL * float(np.max(np.abs(np.diag(h))))
     try:
-        return sla.cho_factor(h, lower=True, check_finite=False)
+        fac = sla.cho_factor(h, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
-        # which pivots fail: those whose diagonal, after removing the others, is ~0
-        dg = np.diag(h)
-        tol = np.finfo(float).eps ** 0.75 * max(float(np.max(np.abs(dg))), 1.0)
-        bad = [i for i in range(h.shape[0]) if not (dg[i] > tol)]
-        if not bad:
-            ev, vec = np.linalg.eigh(h)
-            bad = np.flatnonzero(np.abs(vec[:, 0]) > 0.1).tolist()
-        raise Singular(bad, frailty=False) from None
+        fac = None
+    if fac is not None:
+        bad = np.flatnonzero(np.diag(fac[0]) ** 2 < tol)
+        if not bad.size:
+            return fac
+        raise Singular(bad.tolist(), frailty=False)
+    # not positive definite: find the failing pivots as R's cholesky2 does
+    m = np.array(h, float)
+    n, bad_l = m.shape[0], []
+    for i in range(n):          # p is small: a Python loop over columns is fine
+        piv = m[i, i]
+        if not np.isfinite(piv) or piv < tol:
+            bad_l.append(i)
+            m[i, :] = m[:, i] = 0.0
+            continue
+        col = m[i + 1:, i] / piv
+        m[i + 1:, i + 1:] -= np.outer(col, m[i, i + 1:])
+    raise Singular(bad_l or list(range(n)), frailty=False)
 
 
 class DenseFrailty:
@@ -326,7 +345,13 @@ class DenseFrailty:
     def solve(self, st: State) -> tuple[np.ndarray, np.ndarray, dict]:
         p = self.p
         h = np.block([[st.a, st.b], [st.b.T, st.d]])
-        fac = _cholesky(h)
+        try:
+            fac = _cholesky(h)
+        except Singular as exc:
+            beta_cols = [i for i in exc.columns if i < p]
+            if beta_cols or not exc.columns:
+                raise Singular(beta_cols, frailty=False) from None
+            raise Singular([i - p for i in exc.columns], frailty=True) from None
         step = sla.cho_solve(fac, np.r_[st.u_beta, st.u_f])
         return step[:p], step[p:], {"fac": fac}
 
