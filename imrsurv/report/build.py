@@ -58,6 +58,8 @@ REFERENCES = {
           "weighted residuals. Biometrika 81:515-526.",
     "DT": "Singer JD, Willett JB (1993). It's about time: using discrete-time survival analysis to "
           "study duration and the timing of events. J Educ Stat 18:155-195.",
+    "FIRTH": "Heinze G, Schemper M (2001). A solution to the problem of monotone likelihood in "
+             "Cox regression. Biometrics 57:114-119.",
     "BOND": "Bond GR, Drake RE, McHugo GJ, Peterson AE, Jones AM, Williams J (2014). Long-term "
             "sustainability of evidence-based practices in community mental health agencies. "
             "Adm Policy Ment Health 41:228-236.",
@@ -493,7 +495,10 @@ def _section_recurrent(ctx: _Context) -> None:
         d.paragraph("Not estimable: " + ", ".join(bad) + ". The partial likelihood keeps rising "
                     "as the coefficient runs to infinity (monotone likelihood: e.g. no "
                     "discontinuation ever while the covariate was 1), so no finite hazard ratio "
-                    "or Wald interval exists; a Firth-penalised fit gives a finite estimate.")
+                    "or Wald interval exists. The Firth-penalised fits below give finite "
+                    "estimates.")
+        _firth_table(ctx, formula, sorted(set(table.loc[~table["estimable"], "model"]),
+                                          key=list(table["model"]).index))
     ties = {"efron": "Efron", "breslow": "Breslow"}.get(ctx.spec.ties, ctx.spec.ties)
     ctx.methods.append(f"Recurrent discontinuations were modelled with Cox models on counting-"
                        f"process data ({', '.join(s.upper() for s in fits)}); tied event times "
@@ -501,6 +506,39 @@ def _section_recurrent(ctx: _Context) -> None:
                        "errors by site. Intervals were split at every covariate change.")
     ctx.cite("AG", "PWP", "WLW", "LW")
     ctx.fits = fits
+
+
+def _firth_table(ctx: _Context, formula: str, models: list[str]) -> None:
+    """Firth-penalised refits (Heinze & Schemper 2001) of the models with a diverging term."""
+    from ..models.cox import fit_recurrent
+
+    rows = []
+    for m in models:
+        try:
+            f, _ = _fit(ctx, lambda m=m: fit_recurrent(ctx.hist, formula, scheme=m.lower(),
+                                                       ties=ctx.spec.ties, penalty="firth"))
+        except (DataError, *NUMERICAL_FAILURES) as exc:
+            ctx.failures.append((f"Firth-penalised {m}", f"{type(exc).__name__}: "
+                                 f"{_reason(exc)}"))
+            continue
+        sm = f.summary
+        for term in sm.index:
+            ok = not sm.loc[term, "note"] if "note" in sm else True
+            rows.append({"Model": m, "Term": ctx.label(term),
+                         "Hazard ratio": f"{sm.loc[term, 'exp(coef)']:.2f}" if ok else "–",
+                         "95% CI (profile)": _ci_text([sm.loc[term, "exp(lower 95%)"]],
+                                                      [sm.loc[term, "exp(upper 95%)"]])[0]
+                         if ok else "–",
+                         "p (penalised LRT)": _p_text(sm.loc[term, "p"]) if ok else "–"})
+    if rows:
+        ctx.doc.table(pd.DataFrame(rows), caption="Firth-penalised partial likelihood (as R "
+                      "coxphf): hazard ratios with profile penalised-likelihood 95% limits and "
+                      "penalised likelihood-ratio p-values, for the models with a diverging "
+                      "term. These treat the rows of a site as independent.")
+        ctx.methods.append("Where a coefficient diverged (monotone likelihood), the model was "
+                           "refitted with Firth's penalised partial likelihood (Heinze & Schemper "
+                           "2001).")
+        ctx.cite("FIRTH")
 
 
 def _section_ph(ctx: _Context) -> None:
