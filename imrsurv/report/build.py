@@ -435,6 +435,11 @@ def diverging(fit, warned: bool = False) -> pd.Series:
     """
     flags = getattr(fit, "diverging", None)
     coef = fit.params.abs()
+    with np.errstate(over="ignore"):
+        sm = fit.summary
+    if "note" in sm:  # the result protocol: a row with a note is not an estimate
+        noted = (sm["note"].reindex(coef.index).fillna("") != "")
+        flags = noted if flags is None else (pd.Series(flags, index=coef.index) | noted)
     if flags is not None:
         return pd.Series(flags, index=coef.index).astype(bool) | (coef > DIVERGING_COEF)
     out = coef > DIVERGING_COEF
