@@ -88,3 +88,11 @@ def test_report_progress_bar_only_on_request(tmp_path, capsys):
     ims.report(spec, tmp_path / "b.pdf", progress=True)
     assert "report b.pdf" in capsys.readouterr().err
     assert (tmp_path / "a.pdf").read_bytes() != b""
+
+
+def test_power_cli_test_choice(tmp_path, capsys):
+    rc = main(["power", "--sites", "10", "--years", "4", "--hr", "2", "--replicates", "2",
+               "--test", "wlad", "--out", str(tmp_path / "p.csv"), "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown --test 'wlad'" in err and "firth-lrt" in err

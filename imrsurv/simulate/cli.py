@@ -104,8 +104,19 @@ def cmd_power(args: argparse.Namespace) -> int:
     eff = _effects(args.effect)
     if eff:
         design["effects"] = eff
+    extra = {}
+    if args.test:
+        from . import power_analysis
+
+        allowed = getattr(power_analysis, "TESTS", ())
+        bad = [t for t in args.test if t not in allowed]
+        if bad:
+            print(f"imrsurv power: unknown --test {', '.join(map(repr, bad))} (allowed: "
+                  f"{', '.join(allowed)})", file=sys.stderr)
+            return 2
+        extra["test"] = list(dict.fromkeys(args.test))
     try:
-        res = power(design, analyses=args.analysis or ["ag"], n_replicates=args.replicates,
+        res = power(design, analyses=args.analysis or ["ag"], n_replicates=args.replicates, **extra,
                     seed=args.seed, workers=args.workers, scheduler=args.scheduler,
                     alpha=args.alpha, progress=not args.quiet and sys.stderr.isatty(),
                     connect_timeout=args.connect_timeout)
@@ -173,6 +184,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--analysis", action="append", choices=["ag", "pwp-tt", "pwp-gt", "first",
                                                            "discrete"],
                    help="analysis to run (repeatable; default: ag)")
+    p.add_argument("--test", action="append", metavar="TEST",
+                   help="test of the target effect (repeatable): wald, wald-cr2, lrt, score, "
+                        "firth-lrt (default: the recommended one, see imrsurv.power)")
     p.add_argument("--alpha", type=float, default=0.05, help="test level (default: 0.05)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="W",
