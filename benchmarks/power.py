@@ -2,6 +2,7 @@
 
     python benchmarks/power.py                 # the figures in RESULTS.md (~13 min on 2 cores)
     python benchmarks/power.py --quick         # a smoke run
+    python benchmarks/power.py --runs size --size-replicates 2000   # the small-sample table
 
 Runs (each a separate ``imrsurv.simulate.power_analysis`` call on a LocalCluster of
 ``--workers`` processes started and stopped by imrsurv; cluster start-up is
@@ -13,7 +14,10 @@ included in the wall time):
 2. null: the same design with HR 1 (type-I error at 49 sites), AG and PWP-TT;
 3. coverage: ``--coverage-replicates`` (2000) cohorts of a large design
    (``--large-sites`` 500 sites, 6 years, HR 2), AG and PWP-TT: coverage of the
-   95% robust (Lin-Wei) Wald intervals, with its Monte Carlo standard error.
+   95% robust (Lin-Wei) Wald intervals, with its Monte Carlo standard error;
+4. size: ``--size-replicates`` (2000) cohorts of 12 and of 49 sites over 6 years, at
+   HR 1 and HR 2, Andersen-Gill, every test of ``power(test=...)`` on the same
+   cohorts: type-I error, power and coverage of each test's 95% interval.
 
 Model (all runs): default covariate processes, Bond-calibrated baseline
 hazards, log HRs -0.1 per team member and -0.5 for training access
@@ -34,19 +38,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from imrsurv.simulate.power_analysis import power
+from imrsurv.simulate.power_analysis import TESTS, power
 
 OTHER = {"discontinue": {"team_size": -0.1, "training_access": -0.5}}
 
 
-def run(name: str, design: dict, analyses: list[str], n: int, seed: int, workers: int) -> dict:
+def run(name: str, design: dict, analyses: list[str], n: int, seed: int, workers: int,
+        test: str | tuple[str, ...] = "wald") -> dict:
     t0 = time.perf_counter()
-    res = power(design, analyses, n_replicates=n, seed=seed, workers=workers, progress=False)
+    res = power(design, analyses, n_replicates=n, seed=seed, workers=workers, progress=False,
+                test=test)
     wall = time.perf_counter() - t0
     s = res.summary
-    cols = ["analysis", "replicates", "failed", "flagged", "rejection_rate", "rejection_mcse",
-            "rejection_rate_unflagged", "bias", "median_estimate", "empirical_sd", "mean_se",
-            "coverage", "coverage_mcse", "coverage_unflagged"]
+    cols = ["analysis", "test", "replicates", "failed", "flagged", "rejection_rate",
+            "rejection_mcse", "rejection_rate_flagged", "rejection_rate_unflagged", "bias",
+            "median_estimate", "empirical_sd", "mean_se", "coverage", "coverage_mcse",
+            "coverage_unflagged"]
     print(f"\n## {name}: {n} replicates, design {design_label(design)}, "
           f"{res.workers} workers ({res.backend}): {wall:.1f} s wall")
     with pd.option_context("display.width", 160):
@@ -69,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=20140228)
     ap.add_argument("--quick", action="store_true", help="20 replicates of each run")
+    ap.add_argument("--size-replicates", type=int, default=2000)
     ap.add_argument("--runs", default="speed,null,coverage",
-                    help="comma-separated subset of speed, null, coverage (default: all)")
+                    help="comma-separated subset of speed, null, coverage, size "
+                         "(default: speed,null,coverage)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     if args.quick:
         args.replicates = args.null_replicates = args.coverage_replicates = 20
+        args.size_replicates = 20
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
     base = {"n_sites": 49, "years": 6, "entry": "common", "effects": OTHER}
@@ -90,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         out.append(run("coverage (large sample)",
                        {**base, "n_sites": args.large_sites, "hr": 2.0}, ["ag", "pwp-tt"],
                        args.coverage_replicates, args.seed + 2, args.workers))
+    if "size" in runs:
+        for k, (sites, hr) in enumerate([(49, 1.0), (49, 2.0), (12, 1.0), (12, 2.0)]):
+            out.append(run(f"size and coverage ({sites} sites, HR {hr:g})",
+                           {**base, "n_sites": sites, "hr": hr}, ["ag"], args.size_replicates,
+                           args.seed + 10 + k, args.workers, test=TESTS))
     z = 1.96 * math.sqrt(0.95 * 0.05 / max(args.coverage_replicates, 1))
     print(f"\n95% CI coverage is consistent with 0.95 at this many replicates if within "
           f"0.95 +- {z:.4f}")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import imrsurv as ims
 from imrsurv import read_history
 from imrsurv.simulate import parallel
 from imrsurv.simulate.power_analysis import (
@@ -46,6 +47,10 @@ def test_results_are_tidy_and_ordered(small_run):
     inside = (res["lower"] <= res["true"]) & (res["true"] <= res["upper"])
     assert (inside == res["covered"].astype(bool)).all()
     assert ((res["p"] < 0.05) == res["reject"].astype(bool)).all()
+    # the default test: Firth's penalised LRT for Cox analyses; discrete keeps its own Wald
+    assert set(res.loc[res["analysis"] != "discrete", "test"]) == {"firth-lrt"}
+    assert set(res.loc[res["analysis"] == "discrete", "test"]) == {"wald"}
+    assert res["flagged"].notna().all()
 
 
 def test_summary(small_run):
@@ -82,6 +87,39 @@ def test_replicates_share_seeds_across_designs(small_run):
                 progress=False)
     a, b = (run.results.query(f"design == {d}").reset_index(drop=True) for d in (0, 1))
     pd.testing.assert_frame_equal(a.drop(columns="design"), b.drop(columns="design"))
+
+
+def test_tests_on_the_same_cohorts():
+    """Every test on the same simulated cohorts: same data, own estimate, p and interval;
+    flagged means the ordinary fit diverged, and is said in the notes."""
+    from imrsurv.simulate.power_analysis import FLAGGED_MEANING, TESTS
+
+    run = power({"n_sites": 12, "years": 6, "hr": 1.0}, "ag", n_replicates=8, seed=5,
+                workers=1, progress=False, test=TESTS)
+    res = run.results
+    assert list(res["test"][:5]) == list(TESTS)
+    by = {t: g.reset_index(drop=True) for t, g in res.groupby("test")}
+    for t in TESTS:
+        pd.testing.assert_series_equal(by[t]["flagged"], by["wald"]["flagged"])
+        assert (by[t]["n_events"] == by["wald"]["n_events"]).all()
+    # ordinary tests share the ordinary estimate; Firth's is finite where the ordinary diverges
+    np.testing.assert_allclose(by["lrt"]["estimate"], by["wald"]["estimate"])
+    flagged = by["wald"]["flagged"].astype(bool)
+    assert flagged.any()
+    assert (by["wald"].loc[flagged, "estimate"].abs() > 5).all()
+    assert (by["firth-lrt"]["estimate"].abs() < 5).all()
+    # a diverged fit's profile interval is half-infinite, never NaN
+    lim = by["lrt"].loc[flagged, ["lower", "upper"]].to_numpy()
+    assert np.isinf(lim).any(axis=1).all() and not np.isnan(lim).any()
+    assert FLAGGED_MEANING in run.notes
+    s = run.summary
+    assert list(s["test"]) == list(TESTS)
+    assert {"rejection_rate_flagged", "coverage_flagged", "median_estimate"} <= set(s.columns)
+    # Wald rejects the flagged null fits; the likelihood-based tests do not
+    w, f = (s.set_index("test").loc[t] for t in ("wald", "firth-lrt"))
+    assert w["rejection_rate_flagged"] > f["rejection_rate_flagged"]
+    with pytest.raises(ims.DataError, match="test='lr' is not allowed"):
+        power({"n_sites": 12, "years": 6}, "ag", 2, seed=1, workers=1, test="lr")
 
 
 def test_plot(small_run):

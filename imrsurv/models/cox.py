@@ -344,6 +344,63 @@ class CoxResult(_result.ResultProtocol):
             cache[key] = pd.DataFrame(lim, index=names, columns=["lower", "upper"])
         return cache[key].copy()
 
+    def term_inference(self, term: str, method: str = "lrt", level: float = 0.95
+                       ) -> dict[str, float]:
+        """Test of ``coef = 0`` and the matching interval for one single-column term.
+
+        ``method``: ``"wald"`` (the fit's covariance: robust when clustered, t on
+        G - 1 df with ``small_sample="cr2"``), ``"wald-cr2"`` (the CR2 variance
+        and t on G - 1 df, whatever the fit used), ``"lrt"`` (likelihood-ratio
+        test and profile-likelihood interval; penalised for a Firth fit) or
+        ``"score"`` (the robust score test when clustered, else the model-based
+        one, and the interval that inverts it).  Returns ``estimate``, ``se``,
+        ``statistic``, ``p``, ``lower``, ``upper`` on the log-HR scale.
+        """
+        if term not in self.params.index:
+            raise DataError([f"term {term!r} is not a coefficient of the fit; coefficients: "
+                             f"{', '.join(self.params.index)}"], title="invalid argument")
+        j = self.params.index.get_loc(term)
+        beta = self.params.to_numpy()
+        est, se = float(beta[j]), float(self.se.iloc[j])
+        if method in ("wald", "wald-cr2"):
+            df = self.df_resid
+            if method == "wald-cr2" and self.small_sample != "cr2":
+                if self._cluster_codes is None:
+                    raise DataError(['method="wald-cr2" needs a clustered fit'],
+                                    title="invalid argument")
+                cov = inference.cr2_vcov(self._pb, self._nr.state, self._nr.var,
+                                         self._cluster_codes)
+                se, df = float(np.sqrt(cov[j, j])), int(self.n_clusters or 0) - 1
+            stat = est / se if se > 0 else np.nan
+            ref = stats.norm if df is None else stats.t(df)
+            q = ref.ppf(0.5 + level / 2)
+            return {"estimate": est, "se": se, "statistic": stat ** 2,
+                    "p": float(2 * ref.sf(abs(stat))), "lower": est - q * se,
+                    "upper": est + q * se}
+        if method == "lrt":
+            t = inference.term_test(self._pb, self.penalty, beta, self.loglik,
+                                    self.cov.to_numpy(), [j], None, self._max_iter, self._tol,
+                                    need=("lrt",))
+            lim = self.profile_ci(level, [term]).iloc[0]
+            return {"estimate": est, "se": se, "statistic": t["lrt"],
+                    "p": float(stats.chi2.sf(t["lrt"], 1)), "lower": float(lim["lower"]),
+                    "upper": float(lim["upper"])}
+        if method == "score":
+            if self.penalty is not None:
+                raise DataError(['method="score" is the ordinary score test: use an '
+                                 "unpenalised fit"], title="invalid argument")
+            t = inference.term_test(self._pb, None, beta, self.loglik, self.cov.to_numpy(), [j],
+                                    self._cluster_codes, self._max_iter, self._tol,
+                                    need=("score",))
+            stat = t["robust score"] if self._cluster_codes is not None else t["score"]
+            lo, hi = inference.score_limits(self._pb, beta, self.se_naive.to_numpy(), j,
+                                            self._cluster_codes, level, self._max_iter,
+                                            self._tol)
+            return {"estimate": est, "se": se, "statistic": stat,
+                    "p": float(stats.chi2.sf(stat, 1)), "lower": lo, "upper": hi}
+        raise DataError([f'method must be "wald", "wald-cr2", "lrt" or "score", not {method!r}'],
+                        title="invalid argument")
+
     def conf_int(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
         """``lower``/``upper`` on the coefficient scale: ``method="wald"`` (robust when
         clustered; NaN for a diverging term) or ``"profile"`` (likelihood-based)."""

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg as sla
 from scipy import optimize, stats
 
 from . import _coxcore as core
 from . import firth
 
-__all__ = ["Restricted", "restricted_fit", "term_tests", "profile_limits", "PROFILE_SPAN"]
+__all__ = ["Restricted", "restricted_fit", "term_test", "term_tests", "profile_limits",
+           "score_limits", "cluster_information", "cr2_vcov", "PROFILE_SPAN"]
 
 # Beyond |beta - beta_hat| = PROFILE_SPAN (a hazard ratio of e^30) a profile
 # limit is reported as infinite.
@@ -83,9 +83,15 @@ def restricted_fit(pb: core.CoxProblem, penalty: str | None, fixed: Sequence[int
         return _Sub(st.loglik, st.score[free], st.info[np.ix_(free, free)], st)
 
     kw = {"step_tol": 1e-7} if penalty == "firth" else {}
-    try:
-        nr = core.maximise(ev_sub, base[free], max_iter, eps, **kw)
-    except (core.SingularInformation, ArithmeticError):
+    nr = None
+    # a start far out (a diverged fit) can have a singular information: then start at 0
+    for start in (base[free], np.zeros(len(free))):
+        try:
+            nr = core.maximise(ev_sub, start, max_iter, eps, **kw)
+            break
+        except (core.SingularInformation, ArithmeticError):
+            continue
+    if nr is None:
         return Restricted(np.nan, base, None, False)
     full = base.copy()
     full[free] = nr.state.full.beta[free]
@@ -127,6 +133,39 @@ def _score_parts(pb: core.CoxProblem, st: core.CoxState, cols: list[int],
     return naive, robust
 
 
+def term_test(pb: core.CoxProblem, penalty: str | None, beta: np.ndarray, loglik: float,
+              cov: np.ndarray, cols: Sequence[int], cluster: np.ndarray | None,
+              max_iter: int = 30, eps: float = 1e-9, need: Sequence[str] = (
+                  "wald", "lrt", "score")) -> dict[str, float]:
+    """Wald, (penalised) likelihood-ratio, score and robust score statistics for ``cols``.
+
+    ``need`` limits the work: ``"lrt"`` needs a restricted (penalised) fit,
+    ``"score"`` (both score statistics) an ordinary restricted fit.
+    """
+    cols = list(cols)
+    df = len(cols)
+    out = {"df": float(df), "wald": np.nan, "lrt": np.nan, "score": np.nan,
+           "robust score": np.nan}
+    if "wald" in need:
+        b = beta[cols]
+        try:
+            out["wald"] = float(b @ np.linalg.solve(cov[np.ix_(cols, cols)], b))
+        except np.linalg.LinAlgError:
+            pass
+    rf = None
+    if "lrt" in need:
+        rf = restricted_fit(pb, penalty, cols, np.zeros(df), beta, max_iter, eps)
+        if np.isfinite(rf.loglik):
+            out["lrt"] = max(2.0 * (loglik - rf.loglik), 0.0)
+    if "score" in need:
+        if rf is None or penalty == "firth":
+            init = np.zeros_like(beta) if penalty == "firth" else beta
+            rf = restricted_fit(pb, None, cols, np.zeros(df), init, max_iter, eps)
+        if rf.state is not None:
+            out["score"], out["robust score"] = _score_parts(pb, rf.state, cols, cluster)
+    return out
+
+
 def term_tests(pb: core.CoxProblem, penalty: str | None, beta: np.ndarray, loglik: float,
                cov: np.ndarray, terms: dict[str, list[int]], cluster: np.ndarray | None,
                max_iter: int = 30, eps: float = 1e-9) -> pd.DataFrame:
@@ -137,31 +176,76 @@ def term_tests(pb: core.CoxProblem, penalty: str | None, beta: np.ndarray, logli
     restricted fit (the score test needs no estimate under the alternative,
     so it is unaffected by the monotone likelihood the penalty cures).
     """
-    rows = {}
-    for name, cols in terms.items():
-        cols = list(cols)
-        df = len(cols)
-        b = beta[cols]
-        try:
-            wald = float(b @ np.linalg.solve(cov[np.ix_(cols, cols)], b))
-        except np.linalg.LinAlgError:
-            wald = np.nan
-        rf = restricted_fit(pb, penalty, cols, np.zeros(df), beta, max_iter, eps)
-        lrt = max(2.0 * (loglik - rf.loglik), 0.0) if np.isfinite(rf.loglik) else np.nan
-        if penalty == "firth":
-            ro = restricted_fit(pb, None, cols, np.zeros(df), np.zeros_like(beta), max_iter,
-                                eps)
-            st0 = ro.state
-        else:
-            st0 = rf.state
-        score, robust = (_score_parts(pb, st0, cols, cluster) if st0 is not None
-                         else (np.nan, np.nan))
-        rows[name] = {"df": df, "wald": wald, "lrt": lrt, "score": score,
-                      "robust score": robust}
+    rows = {name: term_test(pb, penalty, beta, loglik, cov, cols, cluster, max_iter, eps)
+            for name, cols in terms.items()}
     out = pd.DataFrame.from_dict(rows, orient="index")
+    out["df"] = out["df"].astype(int)
     for c in ("wald", "lrt", "score", "robust score"):
         out[f"p {c}"] = stats.chi2.sf(out[c], out["df"])
     return out
+
+
+def score_limits(pb: core.CoxProblem, beta: np.ndarray, se: np.ndarray, column: int,
+                 cluster: np.ndarray | None, level: float = 0.95, max_iter: int = 30,
+                 eps: float = 1e-9) -> tuple[float, float]:
+    """Limits from inverting the (robust, when clustered) score test of ``beta_j = b``.
+
+    At ``b = beta_hat_j`` the statistic is 0; the limits are where it reaches
+    ``chi2_1(level)``, searched outward as :func:`profile_limits` does.
+    """
+    q = stats.chi2.ppf(level, 1)
+    step0 = float(np.clip(se[column] if np.isfinite(se[column]) else 1.0, 0.05, 2.0))
+    out = []
+    for sign in (-1.0, 1.0):
+        f = _ScoreCurve(pb, beta, column, cluster, q, max_iter, eps)
+        out.append(_search(f, beta[column], sign, step0))
+    return out[0], out[1]
+
+
+class _ScoreCurve:
+    """``T(b) - q`` for the score test of ``beta_j = b`` (robust when clustered)."""
+
+    def __init__(self, pb: core.CoxProblem, beta: np.ndarray, j: int,
+                 cluster: np.ndarray | None, q: float, max_iter: int, eps: float):
+        self.pb, self.beta, self.j, self.cluster, self.q = pb, beta, j, cluster, q
+        self.max_iter, self.eps = max_iter, eps
+        self.warm = beta.copy()
+
+    def __call__(self, b: float) -> float:
+        rf = restricted_fit(self.pb, None, [self.j], np.array([b]), self.warm, self.max_iter,
+                            self.eps)
+        if rf.state is None:
+            rf = restricted_fit(self.pb, None, [self.j], np.array([b]), self.beta,
+                                self.max_iter, self.eps)
+        if rf.state is None:
+            return np.nan
+        self.warm = rf.beta
+        naive, robust = _score_parts(self.pb, rf.state, [self.j], self.cluster)
+        return (robust if self.cluster is not None else naive) - self.q
+
+
+def _search(f: Callable[[float], float], start: float, sign: float, step0: float) -> float:
+    """Outward doubling search from ``start`` for the root of ``f`` (f(start) <= 0).
+
+    Where ``f`` cannot be computed further out (restricted fits that fail when
+    every coefficient runs away) no finite limit is claimed: the limit is
+    reported as infinite, the conservative answer.
+    """
+    prev, dist = start, step0
+    while True:
+        b = start + sign * min(dist, PROFILE_SPAN)
+        val = f(b)
+        if not np.isfinite(val):
+            return sign * np.inf
+        if val > 0:
+            lo, hi = sorted((prev, b))
+            try:
+                return float(optimize.brentq(f, lo, hi, xtol=1e-10, rtol=1e-12))
+            except ValueError:      # a point of the curve could not be computed
+                return np.nan
+        if dist >= PROFILE_SPAN:
+            return sign * np.inf
+        prev, dist = b, dist * 2
 
 
 def profile_limits(pb: core.CoxProblem, penalty: str | None, beta: np.ndarray, loglik: float,
@@ -208,30 +292,7 @@ class _Profile:
         return 2.0 * (self.loglik - rf.loglik) - self.q
 
     def limit(self, sign: float, step0: float) -> float:
-        start = self.beta[self.j]
-        prev, dist = start, step0
-        while True:
-            b = start + sign * min(dist, PROFILE_SPAN)
-            val = self(b)
-            if not np.isfinite(val):
-                return np.nan
-            if val > 0:
-                lo, hi = sorted((prev, b))
-                try:
-                    return float(optimize.brentq(self, lo, hi, xtol=1e-10, rtol=1e-12))
-                except ValueError:      # a profile point could not be computed
-                    return np.nan
-            if dist >= PROFILE_SPAN:
-                return sign * np.inf
-            prev, dist = b, dist * 2
-
-
-def cholesky_ok(info: np.ndarray) -> bool:
-    try:
-        sla.cho_factor(info, lower=True)
-        return True
-    except (np.linalg.LinAlgError, ValueError):
-        return False
+        return _search(self, self.beta[self.j], sign, step0)
 
 
 # ---------------------------------------------------------------------------

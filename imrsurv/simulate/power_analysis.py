@@ -25,6 +25,32 @@ Analyses
   "bias" and "coverage" against the continuous-time truth measure that
   difference too. Type-I error (``hr = 1``) is a valid check for every analysis.
 
+Tests
+-----
+``test`` chooses how each Cox analysis tests ``log HR = 0`` and builds its
+interval (several may be given; each gives its own rows):
+
+* ``"wald"``: Wald z with the Lin-Wei robust se, Wald interval (R's default
+  output). With a monotone likelihood its estimate runs to infinity with a
+  too-small se, so at 9-49 sites it rejects far too often.
+* ``"wald-cr2"``: Wald with the bias-reduced (CR2-type) robust se and a t
+  reference on sites - 1 df.
+* ``"lrt"``: likelihood-ratio test and profile-likelihood interval (valid,
+  half-infinite, under a monotone likelihood; treats rows as independent).
+* ``"score"``: the robust (Lin-Wei) score test of the term, its nuisance
+  coefficients estimated under the null, and the interval that inverts it.
+* ``"firth-lrt"``: Firth-penalised fit (finite estimate), penalised
+  likelihood-ratio test and profile penalised-likelihood interval (as R
+  ``coxphf``); the estimate reported is the Firth estimate.
+
+A replicate is **flagged** when the ordinary (unpenalised) fit of that cohort
+had a monotone likelihood or did not converge: its maximum likelihood estimate
+is infinite (typically no site discontinued in the year after a leadership
+change). Flagged replicates stay in every rate (they are part of the design's
+sampling distribution); ``*_flagged`` / ``*_unflagged`` split the rates for
+diagnosis. The discrete-time analysis offers only its own Wald test (CR2 by
+site, Satterthwaite t) and is reported under ``"wald"``.
+
 Random numbers and reproducibility
 ----------------------------------
 The master seed's SeedSequence is spawned into ``n_replicates`` children;
@@ -47,18 +73,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .cohort import simulate_cohort, spawn, with_effect
 from .parallel import default_workers, run_tasks
 
 ANALYSES = ("ag", "pwp-tt", "pwp-gt", "first", "discrete")
+TESTS = ("wald", "wald-cr2", "lrt", "score", "firth-lrt")
+DEFAULT_TEST = "firth-lrt"
+FLAGGED_MEANING = ("flagged: the ordinary Cox fit of the cohort had a monotone likelihood or "
+                   "did not converge, so its maximum likelihood estimate is infinite (e.g. no "
+                   "site discontinued in the year after a leadership change); flagged "
+                   "replicates are kept in every rate")
 DEFAULT_FORMULA = "recent_leader_change + team_size + training_access"
 DEFAULT_DISCRETE_FORMULA = "C(year) + leadership_change + team_size + training_access"
 DESIGN_KEYS = ("n_sites", "years", "hr", "hazards", "effects", "covariates", "frailty_var",
                "frailty_on", "entry", "accrual", "censoring", "recent_window")
-RESULT_COLUMNS = ["design", "replicate", "analysis", "term", "true", "estimate", "se",
-                  "se_naive", "lower", "upper", "p", "reject", "covered", "n_events",
+RESULT_COLUMNS = ["design", "replicate", "analysis", "test", "term", "true", "estimate", "se",
+                  "se_naive", "lower", "upper", "p", "reject", "covered", "flagged", "n_events",
                   "n_sites_events", "problem"]
 
 
@@ -169,6 +200,7 @@ class _Task:
     replicates: tuple[int, ...]
     seeds: tuple[np.random.SeedSequence, ...]
     analyses: tuple[str, ...]
+    tests: tuple[str, ...]
     formula: str
     discrete_formula: str
     target: tuple[str, str]
@@ -180,7 +212,8 @@ def _run_batch(task: _Task) -> list[dict[str, Any]]:
     """Worker entry point: every replicate of one batch (top-level, so Dask can pickle it)."""
     rows: list[dict[str, Any]] = []
     for rep, ss in zip(task.replicates, task.seeds, strict=True):
-        rows += run_replicate(task.design, ss, task.analyses, formula=task.formula,
+        rows += run_replicate(task.design, ss, task.analyses, tests=task.tests,
+                              formula=task.formula,
                               discrete_formula=task.discrete_formula, target=task.target,
                               conf_level=task.conf_level, alpha=task.alpha,
                               design_id=task.design_id, replicate=rep)
@@ -188,69 +221,135 @@ def _run_batch(task: _Task) -> list[dict[str, Any]]:
 
 
 def run_replicate(design: Mapping[str, Any], seed: Any, analyses: Sequence[str], *,
-                  formula: str = DEFAULT_FORMULA, discrete_formula: str = DEFAULT_DISCRETE_FORMULA,
+                  tests: Sequence[str] = (DEFAULT_TEST,), formula: str = DEFAULT_FORMULA,
+                  discrete_formula: str = DEFAULT_DISCRETE_FORMULA,
                   target: tuple[str, str] = ("discontinue", "recent_leader_change"),
                   conf_level: float = 0.95, alpha: float = 0.05, design_id: int = 0,
                   replicate: int = 0) -> list[dict[str, Any]]:
-    """Simulate one cohort of ``design`` and fit every analysis; one row per analysis."""
+    """Simulate one cohort of ``design`` and fit every analysis; one row per analysis and
+    test (see the module docstring)."""
     d = dict(design)
     hr = float(d.pop("hr", 1.0))
     transition, covariate = target
     d["effects"] = with_effect(d.get("effects"), transition, covariate, math.log(hr))
     n_sites, years = d.pop("n_sites"), d.pop("years")
     truth = math.log(hr)
-    z = stats.norm.ppf(1 - (1 - conf_level) / 2)
     base = {"design": design_id, "replicate": replicate}
     try:
         cohort = simulate_cohort(n_sites, years, seed=seed, **d)
         hist = cohort.history()
     except Exception as exc:  # a design the simulator rejects: every analysis reports it
-        return [{**base, "analysis": a, "term": covariate, "true": truth,
-                 "problem": f"simulation failed: {exc}"} for a in analyses]
+        return [{**base, "analysis": a, "test": t, "term": covariate, "true": truth,
+                 "problem": f"simulation failed: {exc}"} for a in analyses
+                for t in (("wald",) if a == "discrete" else tests)]
     rows = []
     panel = None
     for a in analyses:
-        row: dict[str, Any] = {**base, "analysis": a, "term": covariate, "true": truth}
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                if a == "discrete":
-                    if panel is None:
-                        panel = annual_panel(hist)
-                    from ..models.discrete import fit_discrete_time
-
-                    res = fit_discrete_time(panel, discrete_formula, link="cloglog",
-                                            cluster="site")
-                    term = "leadership_change" if covariate == "recent_leader_change" else covariate
-                    row["n_events"] = res.n_events
-                    for note in res.notes:
-                        if "separation" in note or "did not converge" in note:
-                            warnings.warn(note, stacklevel=1)
-                else:
-                    from ..models.cox import fit_recurrent
-
-                    res = fit_recurrent(hist, formula, scheme=a, outcome=transition
-                                        if transition == "restart" else "discontinue")
-                    term = covariate
-                    row["n_events"] = res.n_events
-            est, se = float(res.params[term]), float(res.se[term])
-            row.update(term=term, estimate=est, se=se, se_naive=float(res.se_naive[term]))
-            row["lower"], row["upper"] = est - z * se, est + z * se
-            row["p"] = float(2 * stats.norm.sf(abs(est / se))) if se > 0 else float("nan")
-            row["reject"] = bool(row["p"] < alpha)
-            row["covered"] = bool(row["lower"] <= truth <= row["upper"])
-            msgs = sorted({str(w.message).splitlines()[0] for w in caught
-                           if any(k in str(w.message).lower()
-                                  for k in ("converge", "infinite", "separation"))})
-            row["problem"] = "; ".join(msgs)
-        except Exception as exc:  # e.g. no events, a covariate that never varies
-            row["problem"] = f"{type(exc).__name__}: {str(exc).splitlines()[-1].strip()}"
-        rows.append(row)
+        if a == "discrete":
+            if panel is None:
+                panel = annual_panel(hist)
+            rows.append(_discrete_row(panel, discrete_formula, covariate, truth, conf_level,
+                                      alpha, base))
+        else:
+            rows += _cox_rows(hist, a, formula, transition, covariate, tests, truth, conf_level,
+                              alpha, base)
     ev = hist.events
     n_with = ev.loc[ev["event"] == "discontinue", "site"].nunique()
     for row in rows:
         row["n_sites_events"] = int(n_with)
     return rows
+
+
+def _caught_problems(caught: list[warnings.WarningMessage]) -> str:
+    msgs = sorted({str(w.message).splitlines()[0] for w in caught
+                   if any(k in str(w.message).lower()
+                          for k in ("converge", "infinite", "separation"))})
+    return "; ".join(msgs)
+
+
+def _error_text(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[-1].strip()}"
+
+
+def _finish(row: dict[str, Any], truth: float, alpha: float) -> dict[str, Any]:
+    p, lo, hi = row.get("p"), row.get("lower"), row.get("upper")
+    row["reject"] = bool(p < alpha) if p is not None and np.isfinite(p) else None
+    row["covered"] = (bool(lo <= truth <= hi) if lo is not None and hi is not None
+                      and not (np.isnan(lo) or np.isnan(hi)) else None)
+    return row
+
+
+def _cox_rows(hist: Any, scheme: str, formula: str, transition: str, covariate: str,
+              tests: Sequence[str], truth: float, conf_level: float, alpha: float,
+              base: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per test for a Cox analysis: one ordinary fit, one Firth fit if asked."""
+    from ..models.cox import fit_recurrent
+
+    outcome = transition if transition == "restart" else "discontinue"
+    rows = [{**base, "analysis": scheme, "test": t, "term": covariate, "true": truth}
+            for t in tests]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = fit_recurrent(hist, formula, scheme=scheme, outcome=outcome)
+        flagged = bool(res.diverging.any() or not res.converged)
+        problem = _caught_problems(caught)
+    except Exception as exc:  # e.g. no events, a covariate that never varies
+        for row in rows:
+            row["problem"] = _error_text(exc)
+        return rows
+    firth = None
+    for row in rows:
+        row.update(n_events=res.n_events, flagged=flagged, problem=problem,
+                   se_naive=float(res.se_naive[covariate]))
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if row["test"] == "firth-lrt":
+                    if firth is None:
+                        firth = fit_recurrent(hist, formula, scheme=scheme, outcome=outcome,
+                                              penalty="firth")
+                    inf = firth.term_inference(covariate, "lrt", conf_level)
+                else:
+                    inf = res.term_inference(covariate, row["test"], conf_level)
+            extra = _caught_problems(caught)
+            if extra:
+                row["problem"] = "; ".join(x for x in (problem, extra) if x)
+            row.update(estimate=inf["estimate"], se=inf["se"], p=inf["p"], lower=inf["lower"],
+                       upper=inf["upper"])
+        except Exception as exc:
+            row["problem"] = _error_text(exc)
+        _finish(row, truth, alpha)
+    return rows
+
+
+def _discrete_row(panel: pd.DataFrame, formula: str, covariate: str, truth: float,
+                  conf_level: float, alpha: float, base: dict[str, Any]) -> dict[str, Any]:
+    """The discrete-time analysis: its own Wald test (reported as ``"wald"``)."""
+    from ..models.discrete import fit_discrete_time
+
+    term = "leadership_change" if covariate == "recent_leader_change" else covariate
+    row: dict[str, Any] = {**base, "analysis": "discrete", "test": "wald", "term": term,
+                           "true": truth}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = fit_discrete_time(panel, formula, link="cloglog", cluster="site",
+                                    conf_level=conf_level)
+            for note in res.notes:
+                if "separation" in note or "did not converge" in note:
+                    warnings.warn(note, stacklevel=1)
+        sm = res.summary
+        est, se = float(res.params[term]), float(res.se[term])
+        lo = float(sm.loc[term, [c for c in sm.columns if c.startswith("lower ")][0]])
+        hi = float(sm.loc[term, [c for c in sm.columns if c.startswith("upper ")][0]])
+        problem = _caught_problems(caught)
+        row.update(estimate=est, se=se, se_naive=float(getattr(res, "se_naive", res.se)[term]),
+                   p=float(sm.loc[term, "p"]), lower=lo, upper=hi, n_events=res.n_events,
+                   flagged=bool(problem), problem=problem)
+    except Exception as exc:
+        row["problem"] = _error_text(exc)
+    return _finish(row, truth, alpha)
 
 
 # ---------------------------------------------------------------------------
@@ -317,7 +416,8 @@ def power(design: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pd.DataFrame
           discrete_formula: str = DEFAULT_DISCRETE_FORMULA,
           target: tuple[str, str] = ("discontinue", "recent_leader_change"),
           batch_size: int | None = None, progress: bool = True,
-          connect_timeout: float = 10.0) -> PowerResult:
+          connect_timeout: float = 10.0,
+          test: str | Sequence[str] = DEFAULT_TEST) -> PowerResult:
     """Simulate, fit and tabulate; see the module docstring.
 
     ``design``: see :func:`design_grid` (keys ``n_sites``, ``years``, ``hr`` and
@@ -328,10 +428,21 @@ def power(design: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pd.DataFrame
     ``scheduler``: see :mod:`imrsurv.simulate.parallel` (default: a local Dask
     cluster with one process per CPU; ``workers=1`` runs here). Ctrl-C stops
     the run and returns the finished replicates (``interrupted=True``).
+    ``test``: one or several of :data:`TESTS` (see the module docstring);
+    the default, ``"firth-lrt"``, is the one that holds its size at Bond-sized
+    samples (``benchmarks/RESULTS.md``).
     """
     if seed is None:
         raise ValueError("power() needs an explicit seed (same seed, same results)")
+    from ..errors import DataError
+
     analyses = (analyses,) if isinstance(analyses, str) else tuple(analyses)
+    tests = (test,) if isinstance(test, str) else tuple(test)
+    bad_tests = [t for t in tests if t not in TESTS]
+    if bad_tests or not tests:
+        raise DataError([f"test={bad_tests[0] if bad_tests else test!r} is not allowed: test "
+                         f"must be one or several of {', '.join(map(repr, TESTS))}"],
+                        title="invalid argument")
     bad = [a for a in analyses if a not in ANALYSES]
     if bad or not analyses:
         raise ValueError(f"unknown analysis {bad}; choose from {', '.join(ANALYSES)}")
@@ -359,61 +470,77 @@ def power(design: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pd.DataFrame
     for i, d in enumerate(designs):
         for lo in range(0, n_replicates, batch_size):
             reps = tuple(range(lo, min(lo + batch_size, n_replicates)))
-            tasks.append(_Task(i, d, reps, tuple(children[r] for r in reps), analyses, formula,
-                               discrete_formula, target, conf_level, alpha))
+            tasks.append(_Task(i, d, reps, tuple(children[r] for r in reps), analyses, tests,
+                               formula, discrete_formula, target, conf_level, alpha))
     t0 = time.monotonic()
     run = run_tasks(_run_batch, tasks, scheduler=scheduler, workers=workers, progress=progress,
                     desc="power", connect_timeout=connect_timeout)
     rows = [r for res, ok in zip(run.results, run.done, strict=True) if ok for r in res]
-    results = _tidy(rows, analyses)
+    results = _tidy(rows, analyses, tests)
     notes = []
     if run.interrupted:
         notes.append(f"interrupted: {sum(run.done)} of {len(tasks)} batches finished; the "
                      "results hold the finished replicates only")
+    notes.append(FLAGGED_MEANING)
     return PowerResult(results=results, designs=_design_table(designs), alpha=alpha,
                        conf_level=conf_level, n_replicates=int(n_replicates),
                        interrupted=run.interrupted, backend=run.backend, workers=run.workers,
                        elapsed=time.monotonic() - t0, notes=notes)
 
 
-def _tidy(rows: list[dict[str, Any]], analyses: tuple[str, ...]) -> pd.DataFrame:
+def _tidy(rows: list[dict[str, Any]], analyses: tuple[str, ...],
+          tests: tuple[str, ...] = TESTS) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     df["problem"] = df["problem"].fillna("").astype(str)
-    for c in ("reject", "covered"):
+    for c in ("reject", "covered", "flagged"):
         df[c] = df[c].astype("boolean")
     for c in ("n_events", "n_sites_events"):
         df[c] = df[c].astype("Int64")
     for c in ("true", "estimate", "se", "se_naive", "lower", "upper", "p"):
         df[c] = df[c].astype(float)
     df["analysis"] = pd.Categorical(df["analysis"], categories=list(analyses))
-    df = df.sort_values(["design", "replicate", "analysis"], kind="stable").reset_index(drop=True)
+    df["test"] = pd.Categorical(df["test"], categories=list(dict.fromkeys(tests + ("wald",))))
+    df = df.sort_values(["design", "replicate", "analysis", "test"],
+                        kind="stable").reset_index(drop=True)
     df["analysis"] = df["analysis"].astype(str)
+    df["test"] = df["test"].astype(str)
     return df
 
 
 def summarize(results: pd.DataFrame, designs: pd.DataFrame | None = None, alpha: float = 0.05
               ) -> pd.DataFrame:
-    """Per design and analysis: replicates, ``failed`` fits (no estimate; left out of the
-    rates), ``flagged`` fits (estimate with a warning, e.g. a monotone likelihood when no
-    site discontinued shortly after a leadership change: kept in the rates), rejection
-    rate (power; the type-I error when the true effect is 0), bias (mean estimate - true),
-    median estimate, empirical SD, mean robust se, coverage, with Monte Carlo standard
-    errors of the rates; ``power`` / ``type_i_error`` repeat the rejection rate for
-    non-null / null designs; ``*_unflagged`` are the rates over the fits without a
-    warning (conditional on the data, for diagnosis only: e.g. at 49 sites a
-    monotone likelihood gives an infinite estimate with a too-small robust se)."""
-    ok = results[results["estimate"].notna()]
-    g = ok.groupby(["design", "analysis"], sort=False)
-    out = pd.DataFrame({
-        "replicates": results.groupby(["design", "analysis"], sort=False).size(),
-    })
+    """Per design, analysis and test.
+
+    ``replicates``; ``failed`` (no p-value: left out of the rates); ``flagged``
+    (see :data:`FLAGGED_MEANING`: kept in every rate); ``rejection_rate``
+    (power, or the type-I error when the true effect is 0) with its Monte
+    Carlo se; ``rejection_rate_flagged`` / ``_unflagged`` (the same rate among
+    flagged / other replicates, for diagnosis); ``mean_estimate``,
+    ``median_estimate`` and ``bias`` (mean - true; a flagged ordinary fit has
+    an effectively infinite estimate, so read the median there); ``empirical_sd``;
+    ``mean_se``; ``coverage`` of the test's interval (with Monte Carlo se and
+    its flagged / unflagged split); ``power`` / ``type_i_error`` repeat the
+    rejection rate for non-null / null designs.
+    """
+    if "test" not in results.columns:
+        results = results.assign(test="wald")
+    if "flagged" not in results.columns:
+        results = results.assign(flagged=results["problem"] != "")
+    keys = ["design", "analysis", "test"]
+    ok = results[results["p"].notna()]
+    g = ok.groupby(keys, sort=False)
+    out = pd.DataFrame({"replicates": results.groupby(keys, sort=False).size()})
     out["failed"] = out["replicates"] - g.size().reindex(out.index, fill_value=0)
-    out["true"] = results.groupby(["design", "analysis"], sort=False)["true"].first()
-    out["rejection_rate"] = g["reject"].mean().astype(float)
+    out["true"] = results.groupby(keys, sort=False)["true"].first()
     n = g.size().reindex(out.index).astype(float)
-    out["rejection_mcse"] = np.sqrt(out["rejection_rate"] * (1 - out["rejection_rate"]) / n)
-    out["flagged"] = g["problem"].apply(lambda s: int((s != "").sum())).reindex(
+    out["flagged"] = g["flagged"].apply(lambda s: int(s.fillna(False).sum())).reindex(
         out.index, fill_value=0)
+    out["rejection_rate"] = g["reject"].mean().astype(float)
+    out["rejection_mcse"] = np.sqrt(out["rejection_rate"] * (1 - out["rejection_rate"]) / n)
+    flag = ok["flagged"].fillna(False).astype(bool)
+    for name, part in (("flagged", ok[flag]), ("unflagged", ok[~flag])):
+        pg = part.groupby(keys, sort=False)
+        out[f"rejection_rate_{name}"] = pg["reject"].mean().astype(float).reindex(out.index)
     out["mean_estimate"] = g["estimate"].mean()
     out["median_estimate"] = g["estimate"].median()
     out["bias"] = out["mean_estimate"] - out["true"]
@@ -421,9 +548,9 @@ def summarize(results: pd.DataFrame, designs: pd.DataFrame | None = None, alpha:
     out["mean_se"] = g["se"].mean()
     out["coverage"] = g["covered"].mean().astype(float)
     out["coverage_mcse"] = np.sqrt(out["coverage"] * (1 - out["coverage"]) / n)
-    clean = ok[ok["problem"] == ""].groupby(["design", "analysis"], sort=False)
-    out["rejection_rate_unflagged"] = clean["reject"].mean().astype(float).reindex(out.index)
-    out["coverage_unflagged"] = clean["covered"].mean().astype(float).reindex(out.index)
+    for name, part in (("flagged", ok[flag]), ("unflagged", ok[~flag])):
+        pg = part.groupby(keys, sort=False)
+        out[f"coverage_{name}"] = pg["covered"].mean().astype(float).reindex(out.index)
     out["null"] = out["true"] == 0
     out["power"] = out["rejection_rate"].where(~out["null"])
     out["type_i_error"] = out["rejection_rate"].where(out["null"])
@@ -432,10 +559,11 @@ def summarize(results: pd.DataFrame, designs: pd.DataFrame | None = None, alpha:
         keep = [c for c in designs.columns if c != "design"]
         out = out.merge(designs[["design", *keep]], on="design", how="left")
         out = out[["design", *keep] + [c for c in out.columns if c not in keep and c != "design"]]
-    out["analysis"] = pd.Categorical(out["analysis"],
-                                     categories=list(dict.fromkeys(results["analysis"])))
-    out = out.sort_values(["design", "analysis"]).reset_index(drop=True)
-    out["analysis"] = out["analysis"].astype(str)
+    for c in ("analysis", "test"):
+        out[c] = pd.Categorical(out[c], categories=list(dict.fromkeys(results[c])))
+    out = out.sort_values(["design", "analysis", "test"]).reset_index(drop=True)
+    for c in ("analysis", "test"):
+        out[c] = out[c].astype(str)
     return out
 
 
@@ -453,11 +581,14 @@ def plot_power_curve(summary: pd.DataFrame, x: str = "hr", ax: Any = None, *,
         by = [c for c in design_cols if summary[c].nunique() > 1]
     elif isinstance(by, str):
         by = [by]
-    groups = ["analysis", *by]
+    groups = ["analysis", *(["test"] if "test" in summary.columns
+                            and summary["test"].nunique() > 1 else []), *by]
     for key, grp in summary.groupby(groups, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         grp = grp.sort_values(x)
-        label = ", ".join([str(key[0])] + [f"{b}={v}" for b, v in zip(by, key[1:], strict=True)])
+        lead = len(groups) - len(by)
+        label = ", ".join([str(k) for k in key[:lead]] +
+                          [f"{b}={v}" for b, v in zip(by, key[lead:], strict=True)])
         line, = ax.plot(grp[x], grp["rejection_rate"], marker="o", label=label)
         ax.fill_between(grp[x], grp["rejection_rate"] - 2 * grp["rejection_mcse"],
                         grp["rejection_rate"] + 2 * grp["rejection_mcse"],
