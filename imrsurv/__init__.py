@@ -23,6 +23,7 @@ _LAZY = {
     "datasets": ".datasets",
     "CoxResult": ".models.cox", "CoxConvergenceWarning": ".models.cox", "fit_cox": ".models.cox",
     "fit_recurrent": ".models.cox", "FrailtyResult": ".models.frailty",
+    "Frailty": ".models.frailty", "NotEstimable": ".errors",
     "DiscreteTimeResult": ".models.discrete", "fit_discrete_time": ".models.discrete",
     "KMResult": ".models.km", "km_first": ".models.km",
     "MCFTest": ".models.mcf", "mcf": ".models.mcf", "mcf_at": ".models.mcf",

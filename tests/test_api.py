@@ -75,3 +75,14 @@ def test_every_command_has_help(command):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "usage: imrsurv " + command in run.stdout
+
+
+def test_report_callable_after_importing_the_subpackage():
+    """Importing imrsurv.report binds the package on imrsurv, shadowing the function."""
+    import subprocess
+    import sys
+
+    code = ("import imrsurv as ims, imrsurv.report, inspect; "
+            "assert callable(ims.report); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -61,15 +61,16 @@ def coef_table(params: pd.Series, se: pd.Series, *, se_naive: pd.Series | None =
         p = 2 * stats.t.sf(np.abs(stat), dfs)
     lo, hi = params - q * se, params + q * se
     pct = f"{100 * level:g}%"
-    cols: dict[str, Any] = {"coef": params, "exp(coef)": np.exp(params), "se": se}
+    with np.errstate(over="ignore"):    # a diverging coefficient: its cells are NaN below
+        ex, exlo, exhi = np.exp(params), np.exp(lo), np.exp(hi)
+    cols: dict[str, Any] = {"coef": params, "exp(coef)": ex, "se": se}
     if se_naive is not None:
         cols["se_naive"] = se_naive.reindex(params.index)
     cols["z" if df is None else "t"] = stat
     if df is not None:
         cols["df"] = dfs
     cols.update({"p": pd.Series(p, index=params.index), f"lower {pct}": lo,
-                 f"upper {pct}": hi, f"exp(lower {pct})": np.exp(lo),
-                 f"exp(upper {pct})": np.exp(hi)})
+                 f"upper {pct}": hi, f"exp(lower {pct})": exlo, f"exp(upper {pct})": exhi})
     out = pd.DataFrame(cols)
     bad = note.to_numpy() != ""
     if bad.any():
@@ -233,14 +234,13 @@ class ResultProtocol:
 
     def _repr_html_(self) -> str:
         sm = self.summary  # type: ignore[attr-defined]
-        shown = sm.copy()
+        shown = sm.astype(object)
+        for c in shown.columns:
+            if c.startswith("exp("):
+                big = shown[c].apply(lambda v: isinstance(v, float) and v > HR_LIMIT)
+                shown.loc[big, c] = f">{HR_LIMIT:.0e}"
         if "note" in shown.columns:
-            bad = shown["note"] != ""
-            for c in shown.columns:
-                if c.startswith("exp(") and pd.api.types.is_float_dtype(shown[c]):
-                    shown[c] = shown[c].astype(object)
-                    big = shown[c].apply(lambda v: isinstance(v, float) and v > HR_LIMIT)
-                    shown.loc[big, c] = f">{HR_LIMIT:.0e}"
+            bad = (shown["note"] != "").to_numpy()
             shown.loc[bad, [c for c in shown.columns if c not in ("coef", "note")]] = ""
         head = "<br>".join(html.escape(line) for line in self._header().splitlines())
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in getattr(self, "notes", []))
