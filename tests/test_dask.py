@@ -95,7 +95,7 @@ def test_ctrl_c_on_the_cluster_keeps_finished_replicates(cluster, monkeypatch, s
 def test_without_dask_everything_runs_in_process(monkeypatch, serial_run):
     monkeypatch.setattr(parallel, "dask_available", lambda: False)
     run = power(DESIGN, ANALYSES, n_replicates=8, seed=21, progress=False)
-    assert run.backend == "this process"
+    assert run.backend == "this process (one worker: Dask is not installed)"
     pd.testing.assert_frame_equal(run.results, serial_run.results, check_exact=True)
     with pytest.raises(parallel.DaskNotInstalled):
         power(DESIGN, "ag", 2, seed=1, scheduler="tcp://127.0.0.1:8786", progress=False)
