@@ -323,6 +323,9 @@ class CoxResult(_result.ResultProtocol):
                                    self._cluster_codes, self._max_iter, self._tol)
         if self.df_resid is not None:   # Wald W / q against F(q, G - 1)
             out["p wald"] = stats.f.sf(out["wald"] / out["df"], out["df"], self.df_resid)
+        div = self.diverging.to_numpy()
+        bad = [name for name, cols in self.terms.items() if div[list(cols)].any()]
+        out.loc[bad, ["wald", "p wald"]] = np.nan   # the se of a diverging term is an artefact
         return out
 
     def profile_ci(self, level: float = 0.95, terms: Sequence[str] | None = None
@@ -416,7 +419,9 @@ class CoxResult(_result.ResultProtocol):
         """Global tests as R prints them: likelihood ratio, Wald (robust with cluster), score."""
         p = self.params.size
         rows = {"likelihood ratio": 2 * (self.loglik - self.loglik_null),
-                "wald": float(self.params @ np.linalg.solve(self.cov, self.params)),
+                # meaningless when a coefficient diverges: its se is an artefact
+                "wald": (np.nan if self.diverging.any() else
+                         float(self.params @ np.linalg.solve(self.cov, self.params))),
                 "score": self._nr.score_test}
         if self.cluster is not None:
             rows["robust score"] = self._robust_score_test()
@@ -635,7 +640,9 @@ class CoxResult(_result.ResultProtocol):
         lr = "Penalised likelihood" if self.penalty == "firth" else "Likelihood"
         lines += [f"{lr} ratio test = {t.loc['likelihood ratio', 'statistic']:.4g} on "
                  f"{self.params.size} df, p = {t.loc['likelihood ratio', 'p']:.3g}",
-                 f"{wald} = {t.loc['wald', 'statistic']:.4g}, p = {t.loc['wald', 'p']:.3g}",
+                 (f"{wald} = {t.loc['wald', 'statistic']:.4g}, p = {t.loc['wald', 'p']:.3g}"
+                  if np.isfinite(t.loc["wald", "statistic"]) else
+                  f"{wald}: not shown (a coefficient diverges, so its se is meaningless)"),
                  f"Score (log-rank) test = {t.loc['score', 'statistic']:.4g}, "
                  f"p = {t.loc['score', 'p']:.3g}"]
         if self.cluster:
