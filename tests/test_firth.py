@@ -205,3 +205,38 @@ def test_penalty_argument_errors():
     with pytest.raises(DataError, match="cannot be combined with frailty"):
         ims.fit_cox(data, "x", penalty="firth", frailty="g", **kw)
     assert ims.fit_cox(data, "x", penalty="none", **kw).penalty is None
+
+
+@pytest.mark.parametrize("n_sites", [9, 12, 49, 5000])
+def test_honest_output_at_every_size(n_sites):
+    """At 9, 12, 49 and 5,000 sites every printed row is a finite, readable estimate or says
+    why it is not; the Firth fit is always finite; every p-value is a probability."""
+    formula = "recent_leader_change + team_size + training_access"
+    seen_divergence = False
+    for seed in range(4 if n_sites < 100 else 1):
+        hist = ims.simulate(n_sites, 6, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CoxConvergenceWarning)
+            try:
+                res = ims.fit_recurrent(hist, formula)
+            except DataError as exc:          # e.g. a covariate constant in the risk sets
+                assert "cannot be estimated" in str(exc)
+                continue
+        sm = res.summary
+        noted = sm["note"] != ""
+        seen_divergence |= bool(noted.any())
+        ok = sm.loc[~noted]
+        assert (ok["exp(coef)"] < 1e6).all() and ok["p"].between(0, 1).all()
+        assert sm.loc[noted, ["exp(coef)", "p"]].isna().all().all()
+        text = repr(res)
+        assert "e+1" not in text.split("Likelihood ratio")[0]
+        firth = ims.fit_recurrent(hist, formula, penalty="firth")
+        assert firth.converged and np.isfinite(firth.params).all()
+        assert (firth.params.abs() < 15).all()
+        tt = res.term_tests
+        assert tt[["p lrt", "p robust score"]].stack().between(0, 1).all()
+        if n_sites == 5000:
+            assert not noted.any()
+            np.testing.assert_allclose(firth.params, res.params, atol=0.05 * res.se.max())
+    if n_sites <= 12:
+        assert seen_divergence      # the case this package exists for does occur
