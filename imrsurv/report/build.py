@@ -356,7 +356,7 @@ def _section_mcf(ctx: _Context) -> None:
 
     d = ctx.doc
     curve = mcf(ctx.hist, by=ctx.group)
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
     plot_mcf(curve, ax=ax)
     groups = [None] if ctx.group is None else sorted(curve["group"].unique())
     d.heading("Repeated discontinuations: mean cumulative function")

@@ -73,7 +73,7 @@ def forest(table, ax=None):
     models = list(dict.fromkeys(table["model"]))
     terms = list(dict.fromkeys(table["term"]))
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.5 * len(terms) * max(len(models), 1) ** 0.5 + 1.5))
+        _, ax = plt.subplots(figsize=(7.5, 0.5 * len(terms) * max(len(models), 1) ** 0.5 + 1.5))
     ok = table[_estimable(table)]
     lo = float(np.nanmin(ok["lower"].clip(lower=HR_RANGE[0]))) if len(ok) else 0.5
     hi = float(np.nanmax(ok["upper"].clip(upper=HR_RANGE[1]))) if len(ok) else 2.0
