@@ -172,7 +172,9 @@ def test_summary_table(fits):
 
 
 def test_diverging_coefficients_are_said_not_printed():
-    """Bond data: restarted->discontinued has monotone likelihood in two terms (issue 9)."""
+    """Bond data: restarted->discontinued has a monotone likelihood in recent_leader_change
+    (issue 9); training_access is dragged along by R's step check but its profile is stable
+    (-0.4927 with recent_leader_change held at 10, 20 or 30), so it stays an estimate."""
     import warnings
 
     import imrsurv as ims
@@ -182,9 +184,12 @@ def test_diverging_coefficients_are_said_not_printed():
         res = fit_transitions(ims.datasets.load_bond2014(),
                               "recent_leader_change + team_size + training_access")
     sm = res.summary.loc["restarted->discontinued"]
-    bad = sm.loc[["recent_leader_change", "training_access"]]
+    bad = sm.loc[["recent_leader_change"]]
     assert bad["note"].str.startswith("diverges (monotone likelihood)").all()
     assert bad[["exp(coef)", "se", "z", "p", "exp(upper 95%)"]].isna().all().all()
+    ok = sm.loc["training_access"]
+    assert ok["note"] == "" and 0 < ok["p"] < 1 and ok["exp(coef)"] == pytest.approx(
+        np.exp(-0.4927), rel=1e-3)
     text = repr(res)
     assert "7.045e+11" not in text and "e+11" not in text and "e-206" not in text
     assert "diverges (monotone likelihood)" in text
@@ -211,7 +216,7 @@ def test_plot_marks_not_estimable_terms():
         res = fit_transitions(ims.datasets.load_bond2014(),
                               "recent_leader_change + team_size + training_access")
     ax = res.plot()
-    assert [t.get_text() for t in ax.texts].count("not estimable") == 2
+    assert [t.get_text() for t in ax.texts].count("not estimable") == 1
     lo, hi = ax.get_xlim()
     assert hi < 100 and lo > 0.01
 

@@ -827,15 +827,23 @@ def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
 
 
 def _diverging(nr: core.NewtonResult, eps: float) -> np.ndarray:
-    """R's check for an infinite coefficient: a next Newton step ``|U V|`` still large
-    relative to ``|beta|``, or a non-finite score."""
-    step = np.abs(nr.state.score @ nr.var)
-    bad = ~np.isfinite(nr.state.score) | (step > np.sqrt(eps) * (1 + np.abs(nr.state.beta)))
+    """Coefficients running to infinity (monotone likelihood).
+
+    After convergence, R's check: the next Newton step ``|U V|`` is still large
+    relative to ``|beta|`` (or the score is not finite); a coefficient whose step
+    is only dragged along by a diverging neighbour keeps a finite, moderate
+    se and estimate, so the check also needs ``|beta| > 5`` or ``se > 5``.  A fit
+    that ran out of iterations is judged by the coefficient alone: far out
+    (``|beta| > 10``) with a huge variance (``se > 10``).
+    """
+    beta = nr.state.beta
+    se = np.sqrt(np.maximum(np.diag(nr.var), 0))
+    far = (np.abs(beta) > 10) & (se > 10)
     if not nr.converged:
-        # no convergence: a coefficient far out with a huge variance is running away
-        se = np.sqrt(np.maximum(np.diag(nr.var), 0))
-        bad |= (np.abs(nr.state.beta) > 10) & (se > 10)
-    return bad
+        return far | ~np.isfinite(beta)
+    step = np.abs(nr.state.score @ nr.var)
+    r_flag = ~np.isfinite(nr.state.score) | (step > np.sqrt(eps) * (1 + np.abs(beta)))
+    return (r_flag & ((np.abs(beta) > 5) | (se > 5))) | far
 
 
 @dataclasses.dataclass
