@@ -71,7 +71,9 @@ class History:
     # -- views (copies: the History itself never changes) --------------------
     @property
     def events(self) -> pd.DataFrame:
-        """The event log: ``site, time, event, line`` sorted by site and time."""
+        """The event log: ``site, time, event, line`` (+ ``practice``, ``cause``) sorted by
+        site and time. ``cause`` is ``"unknown"`` on a discontinuation whose cell was empty
+        and ``""`` on other events."""
         return self._events.copy()
 
     @property
@@ -83,6 +85,19 @@ class History:
     def sites(self) -> pd.DataFrame:
         """One row per site: ``site, entry, exit, discontinuations, restarts`` + site columns."""
         return self._sites.copy()
+
+    @property
+    def has_causes(self) -> bool:
+        """True when the event log has a ``cause`` column (discontinuations only)."""
+        return "cause" in self._events.columns
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        """Causes of discontinuation in the event log, sorted (``unknown`` for empty cells)."""
+        if not self.has_causes:
+            return ()
+        ev = self._events
+        return tuple(sorted(pd.unique(ev.loc[ev["event"] == "discontinue", "cause"])))
 
     @property
     def n_sites(self) -> int:
@@ -105,7 +120,9 @@ class History:
         Columns ``site, start, stop, state, next, episode``: ``state`` is
         sustained / discontinued / restarted, ``next`` is the state entered at
         ``stop`` or ``censored``. Zero-length sojourns (a discontinuation at the
-        last contact) are left out: no time is spent in them.
+        last contact) are left out: no time is spent in them. With a ``cause``
+        column in the event log, ``cause`` gives the cause of the discontinuation
+        at ``stop`` (``""`` when the spell does not end in one).
         """
         if "spells" not in self._cache:
             self._cache["spells"] = timeline.spells(self._events)
@@ -312,7 +329,8 @@ def _build(ev: Checked, cov: Checked | None, st: Checked | None, ev_t: Table,
     events = keep(ev, ev_t, "events")
     events = events.assign(_rank=events["event"].map(_EVENT_RANK))
     events = events.sort_values(["site", "time", "_rank"], kind="stable").reset_index(drop=True)
-    ev_cols = ["site", "time", "event", "line"] + (["practice"] if "practice" in events else [])
+    ev_cols = ["site", "time", "event", "line"] + [c for c in ("practice", "cause")
+                                                   if c in events]
     events = events[ev_cols]
     valid_sites = pd.unique(events["site"])
 

@@ -71,6 +71,9 @@ def spells(events: pd.DataFrame) -> pd.DataFrame:
         "next": pd.Series(ev[i + 1]).map(_NEXT).to_numpy(dtype=object),
         "episode": np.where(state == "discontinued", discs[i], restarts[i] + 1).astype(int),
     })
+    if "cause" in events.columns:
+        cause = events["cause"].to_numpy(dtype=object)[i + 1]
+        out["cause"] = np.where(out["next"].to_numpy() == "discontinued", cause, "")
     return out[out["stop"] > out["start"]].reset_index(drop=True)
 
 

@@ -125,6 +125,10 @@ def check_events(table: Table, time_unit: str) -> Checked:
     })
     if "practice" in frame.columns:
         out["practice"] = frame["practice"].astype(str).str.strip().to_numpy(dtype=object)
+    if "cause" in frame.columns:
+        cause, cause_problems = _check_causes(table, sites, event)
+        out["cause"] = cause
+        problems += cause_problems  # the row stays in the order checks; its site is set aside
     out["_num"] = times.number
     out["_date"] = times.date
     out["_bad"] = bad
@@ -136,6 +140,40 @@ def check_events(table: Table, time_unit: str) -> Checked:
     if "practice" in out.columns:
         problems += _constant_within_site(table, out[~out["_bad"]], "practice")
     return Checked(out, problems, bad | out["site"].isin(seq_bad_sites).to_numpy())
+
+
+CAUSE_UNKNOWN = "unknown"
+# labels that mean something else in imrsurv's outputs and cannot name a cause
+_RESERVED_CAUSES = ("censored", "sustained", "any")
+
+
+def _check_causes(table: Table, sites: np.ndarray, event: np.ndarray
+                  ) -> tuple[np.ndarray, list[Problem]]:
+    """The optional ``cause`` column: text, allowed only on ``discontinue`` rows.
+
+    An empty cell on a discontinuation means the cause is not known and is
+    recorded as ``"unknown"`` (its own category, never dropped); an empty cell
+    on any other event is the normal case (``""``). A cause on a start,
+    restart or end row, or one of the reserved labels, is a problem.
+    """
+    raw = table.frame["cause"]
+    missing = missing_mask(raw) | raw.astype(str).str.strip().eq("").to_numpy()
+    text = raw.astype(str).str.strip().to_numpy(dtype=object)
+    text[missing] = ""
+    shown = display(raw)
+    problems = []
+    on_other = ~missing & (event != "discontinue") & np.isin(event, EVENTS)
+    for i in np.flatnonzero(on_other):
+        problems.append(_problem(table, i, sites[i],
+                                 f'cause "{shown[i]}" on a {event[i]} event: a cause is '
+                                 "allowed only on discontinue rows (leave the cell empty)"))
+    reserved = ~missing & np.isin(np.char.lower(text.astype(str)), _RESERVED_CAUSES)
+    for i in np.flatnonzero(reserved & ~on_other):
+        problems.append(_problem(table, i, sites[i],
+                                 f'cause "{shown[i]}" is a reserved word (not allowed: '
+                                 f'{", ".join(_RESERVED_CAUSES)}); name the reason instead'))
+    cause = np.where((event == "discontinue") & missing, CAUSE_UNKNOWN, text).astype(object)
+    return cause, problems
 
 
 def _duplicate_problems(table: Table, out: pd.DataFrame) -> list[Problem]:
