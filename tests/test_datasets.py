@@ -267,3 +267,36 @@ def test_public_api_reaches_datasets_after_plain_import() -> None:
     code = "import imrsurv as ims; print(ims.datasets.load_bond2014 is not None)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- bond_causes
+
+
+def test_bond_causes_rerun_is_byte_identical(tmp_path: Path) -> None:
+    script = DATA / "bond_causes" / "make_bond_causes.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv"]
+    assert sha256(tmp_path / "events.csv") == sha256(DATA / "bond_causes" / "events.csv")
+    raw = (DATA / "bond_causes" / "events.csv").read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n")
+
+
+def test_bond_causes_is_bond2014_plus_causes() -> None:
+    ev = read("bond_causes", "events.csv")
+    base = read("bond2014", "events.csv")
+    pd.testing.assert_frame_equal(ev.drop(columns="cause"), base)
+    disc = ev["event"] == "discontinue"
+    assert ev.loc[~disc, "cause"].isna().all()  # causes only on discontinuations
+    named = ev.loc[disc, "cause"].dropna()
+    assert set(named) == {"financing", "priorities", "workforce"}
+    assert ev.loc[disc, "cause"].isna().sum() >= 1  # some causes are not known
+
+
+def test_bond_causes_loader() -> None:
+    hist = datasets.load_bond_causes()
+    assert hist.causes == ("financing", "priorities", "unknown", "workforce")
+    assert hist.status_at(HORIZON).value_counts().to_dict() == {
+        "sustained": 23, "discontinued": 18, "restarted": 8, "censored": 0}
+    text = (DATA / "bond_causes" / "README.md").read_text()
+    for phrase in ("SIMULATED", "Adm Policy Ment Health", "make_bond_causes.py", "20140300"):
+        assert phrase in text, phrase

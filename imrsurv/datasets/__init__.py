@@ -21,11 +21,12 @@ __all__ = [
     "data_path",
     "load_bond2014",
     "load_bond2014_panel",
+    "load_bond_causes",
     "load_norway_imr",
     "load_norway_imr_panel",
 ]
 
-DATASETS = ("bond2014", "norway_imr")
+DATASETS = ("bond2014", "norway_imr", "bond_causes")
 
 
 def _roots() -> list[Path]:
@@ -81,6 +82,20 @@ def load_bond2014() -> History:
 def load_bond2014_panel() -> pd.DataFrame:
     """Annual interview panel of the bond2014 cohort: site, year (1-6), active, covariates."""
     return _load_panel("bond2014")
+
+
+def load_bond_causes() -> History:
+    """The bond2014 cohort with a SIMULATED cause on each discontinuation.
+
+    Events from ``datasets/bond_causes/events.csv`` (bond2014's event log plus a
+    ``cause`` column: financing, priorities, workforce, or empty = ``unknown``);
+    covariates and site table are bond2014's. See its README for the cause model.
+    """
+    from imrsurv import read_history
+
+    folder = data_path("bond2014")
+    return read_history(data_path("bond_causes") / "events.csv",
+                        covariates=folder / "covariates.csv", sites=folder / "sites.csv")
 
 
 def load_norway_imr() -> History:

@@ -47,6 +47,7 @@ __all__ = ["CumulativeIncidence", "GrayTest", "competing_risks_frame", "cumulati
            "gray_test"]
 
 CENSORED = "censored"
+CAUSE_UNKNOWN = "unknown"  # an empty cause cell on a discontinuation (imrsurv.validate)
 ANY_CAUSE = "discontinued"  # the one cause when the event log has no cause column
 
 
@@ -145,7 +146,10 @@ def _from_frame(df: pd.DataFrame, by: str | None, time: str, status: str, entry:
 
 
 def _causes_of(cr: pd.DataFrame) -> tuple[str, ...]:
-    return tuple(sorted(pd.unique(cr.loc[cr["status"] != CENSORED, "status"]).astype(str)))
+    """Observed causes, sorted, with ``unknown`` (an empty cause cell) last."""
+    found = sorted(pd.unique(cr.loc[cr["status"] != CENSORED, "status"]).astype(str))
+    return tuple([c for c in found if c != CAUSE_UNKNOWN] +
+                 [c for c in found if c == CAUSE_UNKNOWN])
 
 
 # ---------------------------------------------------------------------------
@@ -583,10 +587,10 @@ def cumulative_incidence(data: Any, by: str | None = None, *, times: Any = None,
     elif not getattr(data, "has_causes", False):
         notes.append("The event log has no cause column: every discontinuation has the one "
                      "cause 'discontinued' (the curve is 1 - Kaplan-Meier).")
-    elif "unknown" in causes:
-        n_unk = int((cr["status"] == "unknown").sum())
-        notes.append(f"{n_unk} discontinuation(s) with an empty cause cell are the cause "
-                     "'unknown', a category of its own (not dropped, not redistributed).")
+    elif CAUSE_UNKNOWN in causes:
+        n_unk = int((cr["status"] == CAUSE_UNKNOWN).sum())
+        notes.append(f"{n_unk} first discontinuation(s) with an empty cause cell are the "
+                     "cause 'unknown', a category of its own (not dropped, not redistributed).")
     if not causes:
         notes.append("No discontinuation is observed: every cumulative incidence is 0.")
     if by is None:
