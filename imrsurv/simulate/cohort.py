@@ -251,7 +251,21 @@ class Cohort:
     model: Model = field(repr=False)
     years: float = 0.0
 
-    def history(self):
+    def history(self, validate: bool = False):
+        """The cohort as a :class:`imrsurv.History`.
+
+        By default the History is built directly
+        (:func:`imrsurv.simulate.trusted.trusted_history`): the simulator guarantees what :func:`imrsurv.read_history` checks (one start,
+        alternating transitions strictly inside follow-up, one end, a covariate
+        row at every start, 0/1 and non-negative values), so re-validating
+        costs time for nothing. ``validate=True`` goes through
+        :func:`~imrsurv.read_history`; both give the same History
+        (``tests/test_simulate_trusted.py``).
+        """
+        if not validate:
+            from .trusted import trusted_history
+
+            return trusted_history(self)
         from ..history import read_history
 
         return read_history(self.events, self.covariates, self.sites,
