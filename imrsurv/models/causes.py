@@ -365,8 +365,8 @@ def _group_order(values: pd.Series) -> list:
 
 
 def gray_test(data: Any, by: str, *, rho: float = 0.0, strata: str | None = None,
-              time: str = "time", status: str = "status", id: str = "site",
-              censored: object = CENSORED) -> GrayTest:
+              time: str = "time", status: str = "status", entry: str | None = None,
+              id: str = "site", censored: object = CENSORED) -> GrayTest:
     """Gray's test that the cumulative incidence of each cause is equal across ``by``.
 
     As R ``cmprsk::cuminc(ftime, fstatus, group, rho=, strata=)$Tests``; data as
@@ -377,7 +377,8 @@ def gray_test(data: Any, by: str, *, rho: float = 0.0, strata: str | None = None
     if not isinstance(by, str):
         raise bad_argument("by", by, "the name of a column defining the groups")
     rho = check_number("rho", rho)
-    cr = competing_risks_frame(data, by, time=time, status=status, id=id, censored=censored)
+    cr = competing_risks_frame(data, by, time=time, status=status, entry=entry, id=id,
+                               censored=censored)
     return _gray_on(cr, rho, _strata_codes(data, cr, strata))
 
 
