@@ -255,7 +255,8 @@ class Cohort:
         """The cohort as a :class:`imrsurv.History`.
 
         By default the History is built directly
-        (:func:`imrsurv.simulate.trusted.trusted_history`): the simulator guarantees what :func:`imrsurv.read_history` checks (one start,
+        (:func:`imrsurv.simulate.trusted.trusted_history`): the simulator
+        guarantees what :func:`imrsurv.read_history` checks (one start,
         alternating transitions strictly inside follow-up, one end, a covariate
         row at every start, 0/1 and non-negative values), so re-validating
         costs time for nothing. ``validate=True`` goes through
