@@ -300,3 +300,42 @@ def test_bond_causes_loader() -> None:
     text = (DATA / "bond_causes" / "README.md").read_text()
     for phrase in ("SIMULATED", "Adm Policy Ment Health", "make_bond_causes.py", "20140300"):
         assert phrase in text, phrase
+
+
+# --------------------------------------------------------------------------- peterson_waves
+
+
+def test_peterson_waves_rerun_is_byte_identical(tmp_path: Path) -> None:
+    script = DATA / "peterson_waves" / "make_peterson_waves.py"
+    subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["waves.csv"]
+    assert sha256(tmp_path / "waves.csv") == sha256(DATA / "peterson_waves" / "waves.csv")
+    raw = (DATA / "peterson_waves" / "waves.csv").read_bytes()
+    assert b"\r" not in raw and raw.endswith(b"\n")
+
+
+def test_peterson_waves_design() -> None:
+    w = read("peterson_waves", "waves.csv")
+    assert list(w.columns) == ["site", "time", "state", "supervisor_turnover"]
+    assert w["site"].nunique() == 49
+    assert all(list(g) == [0, 2, 4, 8] for _, g in w.groupby("site")["time"])
+    assert set(w["state"]) == {"sustained", "discontinued", "restarted"}
+    assert (w.loc[w["time"] == 0, "state"] == "sustained").all()
+    assert (w.loc[w["time"] == 0, "supervisor_turnover"] == 0).all()
+    assert w["supervisor_turnover"].isin([0, 1]).all()
+    assert w.loc[w["time"] == 4, "supervisor_turnover"].sum() >= 5
+    # once discontinued, a site is never "sustained" again
+    for _, g in w.groupby("site"):
+        states = g["state"].tolist()
+        if "discontinued" in states:
+            assert "sustained" not in states[states.index("discontinued"):]
+    text = (DATA / "peterson_waves" / "README.md").read_text()
+    for phrase in ("SIMULATED", "Peterson", "make_peterson_waves.py", "20140408", "CC0"):
+        assert phrase in text, phrase
+
+
+def test_peterson_waves_loader() -> None:
+    waves = datasets.load_peterson_waves()
+    assert waves.n_sites == 49 and len(waves.frame) == 49 * 4
+    assert waves.states == ("sustained", "discontinued", "restarted")
+    assert datasets.data_path("peterson_waves") == DATA / "peterson_waves"

@@ -15,6 +15,7 @@ import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
     from imrsurv.history import History
+    from imrsurv.waves import Waves
 
 __all__ = [
     "DATASETS",
@@ -24,9 +25,10 @@ __all__ = [
     "load_bond_causes",
     "load_norway_imr",
     "load_norway_imr_panel",
+    "load_peterson_waves",
 ]
 
-DATASETS = ("bond2014", "norway_imr", "bond_causes")
+DATASETS = ("bond2014", "norway_imr", "bond_causes", "peterson_waves")
 
 
 def _roots() -> list[Path]:
@@ -48,7 +50,7 @@ def data_path(name: str) -> Path:
     roots = _roots()
     for root in roots:
         folder = root / name
-        if (folder / "events.csv").is_file():
+        if (folder / "events.csv").is_file() or (folder / "waves.csv").is_file():
             return folder
     tried = ", ".join(str(r / name) for r in roots)
     raise FileNotFoundError(f"dataset {name!r} not found (looked in {tried})")
@@ -110,3 +112,12 @@ def load_norway_imr() -> History:
 def load_norway_imr_panel() -> pd.DataFrame:
     """Annual interview panel of the synthetic norway_imr follow-up."""
     return _load_panel("norway_imr")
+
+
+def load_peterson_waves() -> Waves:
+    """49 SYNTHETIC sites interviewed at baseline and years 2, 4, 8 (Peterson et al. 2014
+    design), with ``supervisor_turnover`` since the previous wave: a validated
+    :class:`imrsurv.waves.Waves` for :func:`imrsurv.fit_panel_markov`."""
+    from imrsurv.waves import read_waves
+
+    return read_waves(data_path("peterson_waves") / "waves.csv")
