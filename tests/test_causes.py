@@ -348,3 +348,28 @@ def test_public_exports():
     assert ims.cumulative_incidence is cumulative_incidence
     assert ims.fit_fine_gray is fit_fine_gray
     assert ims.gray_test is gray_test
+
+
+# ------------------------------------------------------------------ restarts by cause
+def test_cause_state_probabilities_match_survfit():
+    from imrsurv.models.causes import cause_spells, cause_state_probabilities
+
+    hist = ims.datasets.load_bond_causes()
+    ref = R["cause_states"]
+    spells, states = cause_spells(hist)
+    assert list(states) == ref["states"]
+    # the fixture's input is these spells (see make_fixtures.R)
+    committed = pd.read_csv(HERE / "bond_causes_spells.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(spells.reset_index(drop=True), committed, check_dtype=False)
+    res = cause_state_probabilities(hist, ref["time"])
+    wide = res.pivot_table(index="time", columns="state", values="probability",
+                           observed=False)[list(states)]
+    se = res.pivot_table(index="time", columns="state", values="se",
+                         observed=False)[list(states)]
+    np.testing.assert_allclose(wide.to_numpy(), ref["pstate"], rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(se.to_numpy(), ref["std_err"], rtol=RTOL, atol=1e-12)
+    # collapsing the causes gives the restarts model's discontinued state
+    plain = ims.state_probabilities(hist, ref["time"])
+    disc = plain[plain["state"] == "discontinued"]["probability"].to_numpy()
+    np.testing.assert_allclose(wide[[s for s in states if s.startswith("disc")]].sum(1), disc,
+                               rtol=1e-12)

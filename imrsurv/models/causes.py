@@ -43,8 +43,8 @@ from scipy import stats
 from ..errors import ArgumentError, DataError, Problem, bad_argument, check_number
 from .multistate import _aalen_johansen, _check_common, _check_times, _ci
 
-__all__ = ["CumulativeIncidence", "GrayTest", "competing_risks_frame", "cumulative_incidence",
-           "gray_test"]
+__all__ = ["CumulativeIncidence", "GrayTest", "cause_spells", "cause_state_probabilities",
+           "competing_risks_frame", "cumulative_incidence", "gray_test"]
 
 CENSORED = "censored"
 CAUSE_UNKNOWN = "unknown"  # an empty cause cell on a discontinuation (imrsurv.validate)
@@ -628,3 +628,79 @@ def cumulative_incidence(data: Any, by: str | None = None, *, times: Any = None,
             notes.append(f"Gray's test not computed: {exc.problems[0].message}")
     return CumulativeIncidence(curves, summary, causes, by, gray, notes, conf_level, conf_type,
                                fits, n_sites)
+
+
+# ---------------------------------------------------------------------------
+# restarts: sustained -> discontinued (cause k) <-> restarted
+def cause_state(cause: str) -> str:
+    """Label of the state "discontinued for ``cause``"."""
+    return f"discontinued ({cause})"
+
+
+def cause_spells(hist: Any) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Spells with discontinued split by cause, and the states in order.
+
+    The multi-state model of :mod:`imrsurv.models.multistate` with one
+    discontinued state per cause: ``sustained -> discontinued (k)``,
+    ``restarted -> discontinued (k)``, ``discontinued (k) -> restarted``. A
+    discontinued spell takes the cause of the discontinuation that began it.
+    Columns ``site, start, stop, state, next``.
+    """
+    if not (hasattr(hist, "spells") and callable(hist.spells)):
+        raise ArgumentError([f"data must be a History, not {type(hist).__name__}"])
+    sp = hist.spells().sort_values(["site", "start"], kind="stable").reset_index(drop=True)
+    cause = (sp["cause"].to_numpy(dtype=object) if "cause" in sp.columns
+             else np.where(sp["next"] == "discontinued", ANY_CAUSE, "").astype(object))
+    site = sp["site"].to_numpy(dtype=object)
+    same = np.r_[False, site[1:] == site[:-1]]
+    began = np.concatenate([np.array([""], dtype=object), cause[:-1]])  # the spell before
+    disc = (sp["state"] == "discontinued").to_numpy()
+    if (disc & ~same).any():  # cannot happen for a History: every site starts sustained
+        raise DataError([Problem("spells", None, str(s), "starts discontinued")
+                         for s in site[disc & ~same]], "invalid spells")
+    state = np.where(disc, [cause_state(c) for c in began], sp["state"].to_numpy(dtype=object))
+    nxt = np.where(sp["next"] == "discontinued", [cause_state(c) for c in cause],
+                   sp["next"].to_numpy(dtype=object))
+    causes = sorted({c for c in cause[sp["next"] == "discontinued"]})
+    causes = [c for c in causes if c != CAUSE_UNKNOWN] + [c for c in causes
+                                                          if c == CAUSE_UNKNOWN]
+    states = ("sustained", "restarted", *(cause_state(c) for c in causes))
+    out = pd.DataFrame({"site": site, "start": sp["start"].to_numpy(float),
+                        "stop": sp["stop"].to_numpy(float), "state": state.astype(object),
+                        "next": nxt.astype(object)})
+    return out, states
+
+
+def cause_state_probabilities(hist: Any, times: Any, *, conf_level: float = 0.95,
+                              conf_type: str = "log") -> pd.DataFrame:
+    """Aalen-Johansen probability of being sustained, restarted or discontinued *for each cause*.
+
+    The restarts model of :func:`~imrsurv.state_probabilities` with the
+    discontinued state split by the cause that began it (:func:`cause_spells`),
+    so a site that stopped for financing, restarted and stopped for workforce
+    reasons is counted under workforce afterwards. Same estimator and
+    infinitesimal-jackknife errors by site, as R ``survfit(Surv(start, stop,
+    to) ~ 1, id=site, istate=state)``. Returns ``time, state, probability, se,
+    lower, upper`` (long); times beyond the last follow-up are NaN.
+    """
+    _check_common(conf_level=conf_level, conf_type=conf_type)
+    t = _check_times(times)
+    sp, states = cause_spells(hist)
+    code = {st: i for i, st in enumerate(states)}
+    from_ = sp["state"].map(code).to_numpy(np.int64)
+    to = sp["next"].map(code).fillna(-1).to_numpy(np.int64)
+    clusters = pd.factorize(sp["site"], sort=True)[0]
+    fit = _aalen_johansen(sp["start"].to_numpy(float), sp["stop"].to_numpy(float), from_, to,
+                          clusters, len(states), eval_times=t, states=states)
+    p, se = fit.eval_p.copy(), fit.eval_se.copy()
+    late = t > fit.t_end
+    p[late], se[late] = np.nan, np.nan
+    lo, hi = _ci(p, se, conf_level, conf_type)
+    out = pd.DataFrame({"time": np.repeat(t, len(states)),
+                        "state": np.tile(np.array(states, dtype=object), len(t)),
+                        "probability": p.ravel(), "se": se.ravel(), "lower": lo.ravel(),
+                        "upper": hi.ravel()})
+    out["state"] = pd.Categorical(out["state"], categories=states)
+    out.attrs["notes"] = (["times beyond the last follow-up are NaN (not extrapolated)"]
+                          if late.any() else [])
+    return out
