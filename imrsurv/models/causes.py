@@ -232,10 +232,14 @@ def _fit_group(cr: pd.DataFrame, causes: tuple[str, ...], eval_times: np.ndarray
     fit = _aalen_johansen(start, stop, np.zeros(len(cr), np.int64), to, clusters,
                           len(causes) + 1, eval_times=t, states=("event-free", *causes))
     cif, se = fit.eval_p[:, 1:], fit.eval_se[:, 1:]
-    n_risk = ((start[None, :] < t[:, None]) & (stop[None, :] >= t[:, None])).sum(1)
-    n_event = np.stack([((stop[None, :] == t[:, None]) & (to[None, :] == k + 1)).sum(1)
-                        for k in range(len(causes))], axis=1) if causes else \
-        np.zeros((len(t), 0))
+    # at risk at t: entry < t <= time; events of each cause exactly at t
+    n_risk = (np.searchsorted(np.sort(start), t, side="left")
+              - np.searchsorted(np.sort(stop), t, side="left"))
+    n_event = np.zeros((len(t), len(causes)))
+    for k in range(len(causes)):
+        ev = np.sort(stop[to == k + 1])
+        n_event[:, k] = (np.searchsorted(ev, t, side="right")
+                         - np.searchsorted(ev, t, side="left"))
     if same_entry:
         rel = stop - start[0]
         se_c = np.stack([np.sqrt(np.maximum(_cuminc_variance(

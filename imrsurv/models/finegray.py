@@ -224,7 +224,7 @@ def crr_variance(t: np.ndarray, e: np.ndarray, x: np.ndarray, beta: np.ndarray) 
     wr = w * r[None, :]
     s0 = wr.sum(1)
     xbar = (wr @ x) / s0[:, None]
-    info = np.einsum("fj,jk,jl->kl", wr / s0[:, None], x, x) - xbar.T @ xbar
+    info = np.einsum("fj,jk,jl->kl", wr / s0[:, None], x, x, optimize=True) - xbar.T @ xbar
     own = np.searchsorted(tf, t, side="left")  # a failure row's own position in tf
     eta = -(x * (w.T @ (1 / s0))[:, None] - w.T @ (xbar / s0[:, None])) * r[:, None]
     eta[fail] += x[fail] - xbar[own[fail]]
@@ -235,7 +235,7 @@ def crr_variance(t: np.ndarray, e: np.ndarray, x: np.ndarray, beta: np.ndarray) 
         before2 = (t[None, :] < uc[:, None]) & (e[None, :] == 2)  # (U, n)
         b_w = ratio * r[None, :]  # (F, n): weight a carried site has at t_f
         ss0 = before2.astype(float) @ b_w.T  # (U, F)
-        ss = np.einsum("uj,fj,jk->ufk", before2.astype(float), b_w, x)
+        ss = np.einsum("uj,fj,jk->ufk", before2.astype(float), b_w, x, optimize=True)
         keep = (tf[None, :] >= uc[:, None]) / s0[None, :]
         q = np.einsum("uf,ufk->uk", keep, ss) - np.einsum("uf,fk->uk", keep * ss0, xbar)
         at_risk = len(t) - np.searchsorted(t, uc, side="left")
