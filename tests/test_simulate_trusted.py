@@ -62,3 +62,48 @@ def test_trusted_history_is_not_used_for_user_data() -> None:
     with pytest.raises(ims.DataError, match="restart"):
         ims.read_history(ev, cohort.covariates, cohort.sites)
     assert np.all(cohort.history().events["line"].str.startswith("row "))
+
+
+def _pandas_rows(site, time, lead, team, train) -> dict[str, np.ndarray]:
+    """The pandas formulation the simulator used before (groupby last + ffill)."""
+    df = pd.DataFrame({"site": site, "time": time, "leadership_change": lead, "team_size": team,
+                       "training_access": train})
+    df = df.sort_values(["site", "time"], kind="stable")
+    g = df.groupby(["site", "time"], sort=False)
+    rows = pd.DataFrame({"leadership_change": g["leadership_change"].max(),
+                         "team_size": g["team_size"].last(),
+                         "training_access": g["training_access"].last()}).reset_index()
+    rows[["team_size", "training_access"]] = rows.groupby("site")[
+        ["team_size", "training_access"]].ffill()
+    same_site = np.r_[False, rows["site"].to_numpy()[1:] == rows["site"].to_numpy()[:-1]]
+    unchanged = (same_site & (rows["leadership_change"].to_numpy() == 0)
+                 & (rows["team_size"].diff().to_numpy() == 0)
+                 & (rows["training_access"].diff().to_numpy() == 0))
+    rows = rows[~unchanged]
+    return {"site": rows["site"].to_numpy(), "time": rows["time"].to_numpy(),
+            "leadership_change": rows["leadership_change"].to_numpy().astype(int),
+            "team_size": rows["team_size"].to_numpy().astype(int),
+            "training_access": rows["training_access"].to_numpy().astype(int)}
+
+
+def test_covariate_rows_equal_pandas_formulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imrsurv.simulate import cohort as mod
+
+    fast = mod._one_row_per_time
+    calls = []
+
+    def checked(*args):
+        got, want = fast(*args), _pandas_rows(*args)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k].dtype == want[k].dtype, k
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+        calls.append(len(want["site"]))
+        return got
+
+    monkeypatch.setattr(mod, "_one_row_per_time", checked)
+    for seed in range(40):
+        simulate_cohort(49, 6, seed=seed, entry="common")
+        simulate_cohort(30, 8, seed=seed, censoring=0.3, decimals=2,
+                        covariates={"turnover_rate": 3.0, "team_initial": (1, 2)})
+    assert len(calls) == 80 and min(calls) >= 30

@@ -14,6 +14,7 @@ frame), after every column it reads was found in the data.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,14 @@ def _parse(formula: str) -> tuple[ParsedFormula, Formula]:
     """Check ``formula`` with :func:`imrsurv.formula.parse_formula` (never evaluating
     it) and hand formulaic only the canonical text re-generated from the checked tree."""
     parsed = parse_formula(formula)
+    return parsed, _formulaic(parsed.canonical)
+
+
+@functools.lru_cache(maxsize=256)
+def _formulaic(canonical: str) -> Formula:
+    """formulaic's parse of a canonical formula (kept: parsing costs more than a small fit)."""
     # "+ 1" restores the intercept if the user removed it; R ignores "- 1" too
-    return parsed, Formula(parsed.canonical + " + 1")
+    return Formula(canonical + " + 1")
 
 
 def check_columns(formula: str, data: pd.DataFrame, what: str = "data") -> None:
@@ -109,8 +116,13 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
     columns and linearly dependent columns (R would give them ``NA``
     coefficients) are reported by name.
     """
-    _, parsed = _parse(formula)
+    checked, parsed = _parse(formula)
     check_columns(formula, data)
+    fast = _numeric_sum(checked, data)
+    if fast is not None and fast in _NUMERIC_SPECS:
+        design = _numeric_design(data, *_NUMERIC_SPECS[fast])
+        if design is not None:
+            return design
     try:
         mm = model_matrix(parsed, data, output="numpy", na_action="raise",
                           context=SAFE_CONTEXT)
@@ -132,8 +144,47 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
             continue
         terms[name] = [cols.index(names[i]) for i in idx]
     _check_rank(x, cols)
+    if fast is not None and cols == list(checked.columns) and len(_NUMERIC_SPECS) < 256:
+        _NUMERIC_SPECS[fast] = (spec, cols, terms)
     return Design(matrix=x, columns=cols, terms=terms, spec=spec,
                   columns_read=parse_formula(formula).columns)
+
+
+# Formulas that are a sum of plain numeric columns (e.g. a power analysis fitting the same
+# model to thousands of simulated cohorts): their coding does not depend on the data, so the
+# formulaic spec of the first build is kept and the matrix is the columns as floats, the
+# values formulaic gives (tests/test_design_fast.py).
+_NUMERIC_SPECS: dict[tuple, tuple[ModelSpec, list[str], dict[str, list[int]]]] = {}
+
+
+def _numeric_sum(checked: ParsedFormula, data: pd.DataFrame) -> tuple | None:
+    """Cache key when ``checked`` is ``a + b + ...`` over distinct numeric (non-bool)
+    columns of ``data``, else None."""
+    cols = checked.columns
+    if (not cols or len(set(cols)) != len(cols) or checked.canonical != " + ".join(cols)
+            or not all(c.isidentifier() for c in cols)):
+        return None
+    dtypes = []
+    for c in cols:
+        dt = data[c].dtype
+        if not (isinstance(dt, np.dtype) and dt.kind in "iuf"):
+            return None
+        dtypes.append(dt.str)
+    return (checked.canonical, tuple(dtypes))
+
+
+def _numeric_design(data: pd.DataFrame, spec: ModelSpec, cols: list[str],
+                    terms: dict[str, list[int]]) -> Design | None:
+    """The cached coding applied to ``data``; None (use formulaic, which reports them)
+    when a value is missing or infinite."""
+    x = np.empty((len(data), len(cols)))
+    for j, c in enumerate(cols):
+        x[:, j] = data[c].to_numpy(dtype=float)
+    if not np.isfinite(x).all():
+        return None
+    _check_rank(x, cols)
+    return Design(matrix=x, columns=list(cols), terms={k: list(v) for k, v in terms.items()},
+                  spec=spec, columns_read=tuple(cols))
 
 
 def _check_rank(x: np.ndarray, cols: list[str]) -> None:

@@ -497,27 +497,41 @@ def _covariate_log(cm: CovariateModel, n: int, years: float, end: np.ndarray, de
     team = np.r_[team0, np.full(l_site.size, np.nan), team_val, np.full(s_site.size, np.nan)]
     train = np.r_[train0, np.full(l_site.size + t_site.size, np.nan), train_val]
     keep = (time == 0) & (np.arange(site.size) < n) | (time > 0) & (time < end[site])
-    df = pd.DataFrame({"site": site, "time": time, "leadership_change": lead, "team_size": team,
-                       "training_access": train})[keep]
-    df = df.sort_values(["site", "time"], kind="stable")
-    # one row per (site, time): a leadership change at a time flags the row;
-    # team size and training access carry their last value forward
-    g = df.groupby(["site", "time"], sort=False)
-    rows = pd.DataFrame({"leadership_change": g["leadership_change"].max(),
-                         "team_size": g["team_size"].last(),
-                         "training_access": g["training_access"].last()}).reset_index()
-    rows[["team_size", "training_access"]] = rows.groupby("site")[
-        ["team_size", "training_access"]].ffill()
-    # drop rows where nothing changed (e.g. a turnover that hit a bound)
-    same_site = np.r_[False, rows["site"].to_numpy()[1:] == rows["site"].to_numpy()[:-1]]
-    unchanged = (same_site & (rows["leadership_change"].to_numpy() == 0)
-                 & (rows["team_size"].diff().to_numpy() == 0)
-                 & (rows["training_access"].diff().to_numpy() == 0))
-    rows = rows[~unchanged]
-    return {"site": rows["site"].to_numpy(), "time": rows["time"].to_numpy(),
-            "leadership_change": rows["leadership_change"].to_numpy().astype(int),
-            "team_size": rows["team_size"].to_numpy().astype(int),
-            "training_access": rows["training_access"].to_numpy().astype(int)}
+    return _one_row_per_time(site[keep], time[keep], lead[keep], team[keep], train[keep])
+
+
+def _one_row_per_time(site: np.ndarray, time: np.ndarray, lead: np.ndarray, team: np.ndarray,
+                      train: np.ndarray) -> dict[str, np.ndarray]:
+    """One row per (site, time), sorted: a leadership change at the time flags the row; team
+    size and training access carry their last value forward; rows where nothing changed (e.g.
+    a turnover that hit a bound) are dropped.
+
+    Plain numpy (pandas' groupby / ffill cost more than the draws at Bond size); it relies
+    on every site's first row (time 0) holding both values, so a forward fill never crosses
+    sites. ``tests/test_simulate_trusted.py`` checks it against the pandas formulation.
+    """
+    order = np.lexsort((time, site))  # stable: as sort_values(["site", "time"], kind="stable")
+    site, time, lead, team, train = site[order], time[order], lead[order], team[order], train[order]
+    m = site.size
+    last_of_group = np.r_[(site[1:] != site[:-1]) | (time[1:] != time[:-1]), True]
+    ends = np.flatnonzero(last_of_group)
+    starts = np.r_[0, ends[:-1] + 1]
+    lead_g = np.maximum.reduceat(lead, starts) if m else lead
+
+    def carried(v: np.ndarray) -> np.ndarray:  # last non-missing value up to each group's end
+        idx = np.maximum.accumulate(np.where(np.isnan(v), -1, np.arange(m)))
+        return v[idx[ends]]
+
+    team_g, train_g = carried(team), carried(train)
+    g_site, g_time = site[ends], time[ends]
+    same_site = np.r_[False, g_site[1:] == g_site[:-1]]
+    unchanged = (same_site & (lead_g == 0) & (np.r_[np.nan, np.diff(team_g)] == 0)
+                 & (np.r_[np.nan, np.diff(train_g)] == 0))
+    k = ~unchanged
+    return {"site": g_site[k], "time": g_time[k],
+            "leadership_change": lead_g[k].astype(int),
+            "team_size": team_g[k].astype(int),
+            "training_access": train_g[k].astype(int)}
 
 
 def _rank_within(site: np.ndarray) -> np.ndarray:
