@@ -75,17 +75,18 @@ def test_term_not_estimable_is_said_not_printed_as_a_number(tmp_path):
     body = text(out)
     rows = [line for line in body.splitlines()
             if re.match(r"\s*(AG|PWP-TT|PWP-GT|WLW)\s+Recent leadership change", line)]
-    assert len(rows) == 8  # the Cox table and the Firth table
-    assert all("not estimable" in r and "diverges (monotone likelihood)" in r for r in rows[:4])
+    assert len(rows) == 8  # the Firth table (the default test) and the ordinary table
+    assert all("not estimable" in r and "diverges (monotone" in r for r in rows[4:])
     # no hazard ratio of 1e6 or more is printed as an estimate anywhere
     numbers = [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?", body)]
     assert max(numbers) < 1e6
-    assert "Not estimable: Recent leadership change (1 yr)" in " ".join(body.split())
+    assert "Not estimable in the ordinary fit: Recent leadership change (1 yr)" in " ".join(
+        body.split())
     frailty = body.split("Site heterogeneity: shared gamma frailty")[2]  # [1]: contents
     assert ("diverges" in frailty.split("Methods")[0]
             or "This section could not be estimated on these data" in frailty)
     # the Firth-penalised refit gives a finite hazard ratio with a profile interval
-    ag = rows[4]  # AG in the Firth table
+    ag = rows[0]  # AG in the Firth table
     m = re.search(r"\(1 yr\)\s+(\S+)\s+(\S+)\s+(\S+)", ag)
     assert m, ag
     assert 0 < float(m.group(1)) < 1e3 and re.fullmatch(r"\d+\.\d\d–\d+\.\d\d", m.group(2))
@@ -169,3 +170,17 @@ def test_replicate_on_a_tiny_cohort(tmp_path):
     body = flat(out)
     assert "Bond et al. 2014 (%)" in body and "not estimable" in body
     assert pd.notna(body)
+
+
+def test_wald_spec_puts_the_ordinary_table_first(tmp_path):
+    files = monotone(tmp_path)
+    sp = spec(files, ["summary", "recurrent"])
+    sp["analysis"]["test"] = "wald"
+    out = report(sp, tmp_path / "wald.pdf", progress=False)
+    body = text(out)
+    rows = [line for line in body.splitlines()
+            if re.match(r"\s*(AG|PWP-TT|PWP-GT|WLW)\s+Recent leadership change", line)]
+    assert len(rows) == 8 and all("not estimable" in r for r in rows[:4])
+    words = flat(out)
+    assert words.index("ordinary fits, robust (Lin-Wei) Wald limits") < words.index(
+        "for the models with a diverging term")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -448,18 +448,20 @@ def diverging(fit, warned: bool = False) -> pd.Series:
     return out
 
 
-def _section_recurrent(ctx: _Context) -> None:
+def _cox_rows(ctx: _Context, formula: str, penalty: str | None,
+              schemes: Sequence[str]) -> tuple[dict[str, object], pd.DataFrame]:
+    """Fit every scheme (ordinary or Firth-penalised); one table row per model and term."""
     from ..models.cox import fit_recurrent
 
-    d = ctx.doc
-    formula = _formula(ctx)
     rows, fits = [], {}
-    for s in ctx.spec.schemes:
+    kind = "Firth-penalised " if penalty else ""
+    for s in schemes:
         try:
             f, warned = _fit(ctx, lambda s=s: fit_recurrent(ctx.hist, formula, scheme=s,
-                                                            ties=ctx.spec.ties))
+                                                            ties=ctx.spec.ties,
+                                                            penalty=penalty))
         except (DataError, *NUMERICAL_FAILURES) as exc:
-            ctx.failures.append((f"Cox model {s.upper()}", f"{type(exc).__name__}: "
+            ctx.failures.append((f"{kind}Cox model {s.upper()}", f"{type(exc).__name__}: "
                                  f"{_reason(exc)}"))
             continue
         fits[s] = f
@@ -473,37 +475,68 @@ def _section_recurrent(ctx: _Context) -> None:
                          "upper": sm.loc[term, "exp(upper 95%)"] if ok else np.nan,
                          "p": sm.loc[term, "p"] if ok else np.nan, "estimable": ok,
                          "events": f.n_events, "sites": f.n_clusters})
+    return fits, pd.DataFrame(rows)
+
+
+def _hr_table(ctx: _Context, table: pd.DataFrame, ci: str, p: str) -> pd.DataFrame:
+    ok = table["estimable"]
+    return pd.DataFrame({
+        "Model": table["model"], "Term": [ctx.label(t) for t in table["term"]],
+        "Hazard ratio": [f"{h:.2f}" if k else "not estimable"
+                         for h, k in zip(table["HR"], ok, strict=True)],
+        ci: [c if k else "diverges (monotone likelihood)" for c, k in
+             zip(_ci_text(table["lower"], table["upper"]), ok, strict=True)],
+        p: [_p_text(v) if k else "–" for v, k in zip(table["p"], ok, strict=True)],
+        "Events": table["events"], "Sites": table["sites"]})
+
+
+def _section_recurrent(ctx: _Context) -> None:
+    d = ctx.doc
+    formula = _formula(ctx)
+    fits, table = _cox_rows(ctx, formula, None, ctx.spec.schemes)
     if not fits:
         raise DataError(["no Cox model could be fitted (see Methods)"], "no model")
-    table = pd.DataFrame(rows)
+    firth_first = ctx.spec.test == "firth-lrt"
+    firth_fits, ftable = (_cox_rows(ctx, formula, "firth", list(fits)) if firth_first
+                          else ({}, pd.DataFrame()))
     d.heading("Recurrent discontinuations: Cox models")
-    ax = figures.forest(table)
-    d.figure(figures.drawing(ax.figure), "Hazard ratios (95% robust CI) by model.")
+    main = ftable if firth_first and len(ftable) else table
+    ax = figures.forest(main)
+    d.figure(figures.drawing(ax.figure), "Hazard ratios (95% CI) by model: "
+             + ("Firth-penalised fits, profile penalised-likelihood limits." if main is ftable
+                else "ordinary fits, robust (Lin-Wei) Wald limits."))
     d.paragraph(f"Hazard of discontinuation ~ {' + '.join(ctx.label(t) for t in formula.split(' + '))}. "
                 "AG: Andersen-Gill, common baseline, at risk while active. PWP-TT / PWP-GT: "
                 "Prentice-Williams-Peterson, stratified by episode, total / gap time. WLW: "
-                "Wei-Lin-Weissfeld marginal model, every episode at risk from entry. Robust "
-                "(Lin-Wei) standard errors clustered by site.")
-    shown = pd.DataFrame({
-        "Model": table["model"], "Term": [ctx.label(t) for t in table["term"]],
-        "Hazard ratio": [f"{h:.2f}" if ok else "not estimable"
-                         for h, ok in zip(table["HR"], table["estimable"], strict=True)],
-        "95% CI": [c if ok else "diverges (monotone likelihood)" for c, ok in
-                   zip(_ci_text(table["lower"], table["upper"]), table["estimable"],
-                       strict=True)],
-        "p": [f"{p:.3f}" if ok else "–" for p, ok in zip(table["p"], table["estimable"],
-                                                          strict=True)],
-        "Events": table["events"], "Sites": table["sites"]})
-    d.table(shown, caption="Hazard ratios with robust 95% confidence intervals.")
+                "Wei-Lin-Weissfeld marginal model, every episode at risk from entry.")
+    robust_caption = ("Ordinary Cox fits (as R coxph): hazard ratios with robust (Lin-Wei, "
+                      "clustered by site) 95% Wald limits and Wald p-values.")
+    if main is ftable:
+        d.table(_hr_table(ctx, ftable, "95% CI (profile)", "p (penalised LRT)"),
+                caption="Firth-penalised partial likelihood (Heinze & Schemper 2001, as R "
+                "coxphf): hazard ratios with profile penalised-likelihood 95% limits and "
+                "penalised likelihood-ratio p-values, the test that holds its size with 12-49 "
+                "sites (benchmarks/RESULTS.md). These treat the rows of a site as independent.")
+        d.table(_hr_table(ctx, table, "95% CI (robust)", "p (Wald)"),
+                caption=robust_caption + " For comparison: with few sites the Wald test "
+                "rejects too often, and a diverging coefficient has no Wald interval.")
+        ctx.methods.append("Hazard ratios are reported from Firth's penalised partial "
+                           "likelihood with profile penalised-likelihood intervals and penalised "
+                           "likelihood-ratio tests (Heinze & Schemper 2001); ordinary fits with "
+                           "robust Wald intervals are shown beside them.")
+        ctx.cite("FIRTH")
+    else:
+        d.table(_hr_table(ctx, table, "95% CI (robust)", "p (Wald)"), caption=robust_caption)
     if not table["estimable"].all():
         bad = sorted({ctx.label(t) for t in table.loc[~table["estimable"], "term"]})
-        d.paragraph("Not estimable: " + ", ".join(bad) + ". The partial likelihood keeps rising "
-                    "as the coefficient runs to infinity (monotone likelihood: e.g. no "
-                    "discontinuation ever while the covariate was 1), so no finite hazard ratio "
-                    "or Wald interval exists. The Firth-penalised fits below give finite "
-                    "estimates.")
-        _firth_table(ctx, formula, sorted(set(table.loc[~table["estimable"], "model"]),
-                                          key=list(table["model"]).index))
+        d.paragraph("Not estimable in the ordinary fit: " + ", ".join(bad) + ". The partial "
+                    "likelihood keeps rising as the coefficient runs to infinity (monotone "
+                    "likelihood: e.g. no discontinuation ever while the covariate was 1), so no "
+                    "finite hazard ratio or Wald interval exists. The Firth-penalised fits give "
+                    "finite estimates.")
+        if not firth_first:
+            _firth_table(ctx, formula, sorted(set(table.loc[~table["estimable"], "model"]),
+                                              key=list(table["model"]).index))
     ties = {"efron": "Efron", "breslow": "Breslow"}.get(ctx.spec.ties, ctx.spec.ties)
     ctx.methods.append(f"Recurrent discontinuations were modelled with Cox models on counting-"
                        f"process data ({', '.join(s.upper() for s in fits)}); tied event times "

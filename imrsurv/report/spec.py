@@ -38,6 +38,7 @@ SECTIONS = ("summary", "bond", "km", "mcf", "states", "recurrent", "ph", "discre
 SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw")
 TIES = ("efron", "breslow")
 LINKS = ("cloglog", "logit")
+COX_TESTS = ("firth-lrt", "wald")
 TIME_UNITS = ("years", "months", "weeks", "days")
 _DEFAULT_COVARIATES = ["recent_leader_change", "team_size", "training_access"]
 
@@ -79,6 +80,10 @@ KEYS: tuple[Key, ...] = (
     Key("analysis", "sections", "choices", list(SECTIONS[:-1]), "sections, in order", SECTIONS),
     Key("analysis", "schemes", "choices", list(SCHEMES), "recurrent-event Cox layouts", SCHEMES),
     Key("analysis", "ties", "choice", "efron", "tie handling of the Cox models", TIES),
+    Key("analysis", "test", "choice", "firth-lrt", "test and interval of the Cox hazard-ratio "
+        "tables: firth-lrt (Firth-penalised fit, penalised likelihood-ratio test, profile "
+        "limits: holds its size at 12-49 sites, see benchmarks/RESULTS.md) or wald (robust "
+        "Wald, R's coxph output); the other is shown beside it", COX_TESTS),
     Key("analysis", "times", "positives", [], "times (years) for the tables; default every "
         "whole year to the horizon"),
     Key("analysis", "discrete_formula", "text", None, "formula of the discrete-time model; "
@@ -119,6 +124,7 @@ class ReportSpec:
     sections: tuple[str, ...] = SECTIONS[:-1]
     schemes: tuple[str, ...] = SCHEMES
     ties: str = "efron"
+    test: str = "firth-lrt"
     times: tuple[float, ...] = ()
     discrete_formula: str | None = None
     link: str = "cloglog"
@@ -243,7 +249,7 @@ def load_spec(spec: str | Path | dict) -> ReportSpec:
         recent_window=float(values["recent_window"]), horizon=float(values["horizon"]),
         group=values["group"] or None, model_covariates=tuple(values["covariates"]),
         sections=tuple(values["sections"]), schemes=tuple(values["schemes"]),
-        ties=values["ties"], times=tuple(float(t) for t in values["times"]),
+        ties=values["ties"], test=values["test"], times=tuple(float(t) for t in values["times"]),
         discrete_formula=values["discrete_formula"], link=values["link"],
         seed=int(values["seed"]), source_bytes=data, source_name=name, **files,
     )
