@@ -7,7 +7,8 @@ Panel format (one row per site and interview year)::
 ``active`` is 0/1: was the programme being delivered at this interview.
 Years must be whole numbers without gaps inside a site (a missed interview
 is a gap: the status in between is unknown, and discrete-time models need
-it).
+it; waves such as 0/2/4/8 are read by :func:`imrsurv.read_waves` for the
+continuous-time Markov model, :func:`imrsurv.fit_panel_markov`).
 
 :func:`read_panel` validates, sorts and adds, for each row, what happened
 since the previous interview. The first interview of a site is compared with
@@ -115,7 +116,9 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
         i = int(uniq["i"].iloc[k + 1])
         y0, y1 = int(uniq["year"].iloc[k]), int(uniq["year"].iloc[k + 1])
         gap = ", ".join(str(v) for v in range(y0 + 1, y1))
-        add(i, f"gap in {year}s: {y1} follows {y0} (missing {gap})")
+        add(i, f"gap in {year}s: {y1} follows {y0} (missing {gap}); discrete-time models "
+               "need every year: for interviews at irregular waves use imrsurv.read_waves "
+               "and imrsurv.fit_panel_markov")
 
     for c in frame.columns:
         if c in (site, year, active) or c in DERIVED:

@@ -253,6 +253,15 @@ class PanelMarkovResult(ResultProtocol):
                 f"  states: {', '.join(self.states)}; -2 log L = {self.minus2loglik:.6g} "
                 f"({conv})")
 
+    def summary_text(self) -> str:
+        """Header, table (rows named "from -> to: term") and notes, as plain text."""
+        from ._result import format_table
+
+        sm = self.summary
+        sm.index = [f"{a}: {b}" for a, b in sm.index]
+        return "\n".join([self._header(), "", format_table(sm), "", "Notes:"]
+                         + [f"  - {n}" for n in self.notes])
+
     def __repr__(self) -> str:
         return self.summary_text()
 
@@ -301,10 +310,11 @@ class PanelMarkovResult(ResultProtocol):
         se_log = np.sqrt(np.clip(np.diag(v), 0, None))
         q = np.exp(logq)
         zq = stats.norm.ppf(0.5 + level / 2)
-        out = pd.DataFrame({"estimate": q, "se": q * se_log,
-                            "lower": np.exp(logq - zq * se_log),
-                            "upper": np.exp(logq + zq * se_log)},
-                           index=[f"{a} -> {b}" for a, b in self.transitions])
+        with np.errstate(over="ignore"):   # a non-converged row: its cells are NaN below
+            out = pd.DataFrame({"estimate": q, "se": q * se_log,
+                                "lower": np.exp(logq - zq * se_log),
+                                "upper": np.exp(logq + zq * se_log)},
+                               index=[f"{a} -> {b}" for a, b in self.transitions])
         out.index.name = "transition"
         bad = self._bad_transitions()
         out["note"] = ["" if t not in bad else bad[t] for t in out.index]
@@ -548,7 +558,10 @@ def fit_panel_markov(waves: Waves | pd.DataFrame | Any, formula: str | None = No
         if times is None:
             raise ArgumentError(["a History needs times=[...] (the interview times)"])
         from ..waves import sample_waves
-        frame = sample_waves(waves.events, list(times), waves.covariates)
+        cov = waves.covariates
+        if cov is not None:   # the log's own bookkeeping column is not a covariate
+            cov = cov.drop(columns=[c for c in ("line",) if c in cov.columns])
+        frame = sample_waves(waves.events, list(times), cov)
         waves = read_waves(frame, **read_args)
     elif not isinstance(waves, Waves):
         waves = read_waves(waves, **read_args)
@@ -684,7 +697,7 @@ def fit_panel_markov(waves: Waves | pd.DataFrame | Any, formula: str | None = No
         cov = (evecs / safe) @ evecs.T * 2
     else:
         cov = np.linalg.inv(hess) * 2
-    for i, (tn, term) in enumerate(idx):
+    for i, (_tn, term) in enumerate(idx):
         if term == BASELINE and phi[i] < _LOGQ_ZERO:
             note.iloc[i] = "does not converge (intensity runs to 0): not an estimate"
         elif term != BASELINE and abs(phi[i]) > _BETA_DIVERGES:
