@@ -35,6 +35,7 @@ _LAZY = {
     "cumulative_incidence": ".models.causes", "CumulativeIncidence": ".models.causes",
     "gray_test": ".models.causes", "GrayTest": ".models.causes",
     "competing_risks_frame": ".models.causes", "cause_state_probabilities": ".models.causes",
+    "state_occupation": ".models.custom_states",
     "fit_fine_gray": ".models.finegray", "finegray_frame": ".models.finegray",
     "FineGrayResult": ".models.finegray",
     "fit_transitions": ".models.transitions", "TransitionsResult": ".models.transitions",
