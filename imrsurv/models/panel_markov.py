@@ -195,13 +195,13 @@ class PMatrix:
     def __repr__(self) -> str:
         head = f"P({self.t0:g}, {self.t0 + self.t:g}), rows: from, columns: to"
         if self.lower is None:
-            return f"{head}\n{self.estimate.round(4)}"
+            return f"{head}\n{self.estimate.round(4).to_string()}"
         cells = self.estimate.copy().astype(object)
         for a in cells.index:
             for b in cells.columns:
                 cells.loc[a, b] = (f"{self.estimate.loc[a, b]:.4f} ({self.lower.loc[a, b]:.4f}"
                                    f"-{self.upper.loc[a, b]:.4f})")
-        return f"{head}; 95% limits: {self.method}\n{cells}"
+        return f"{head}; 95% limits: {self.method}\n{cells.to_string()}"
 
 
 @dataclass
