@@ -15,6 +15,9 @@ can use, and so does :func:`finegray_frame`:
   row ``(c_{j-1}, c_j]`` for every later interval between censoring times that
   holds an event of cause k, with weight ``G(c_{j-1}) / G(c_{j0 - 1})``, i.e.
   G(t-) / G(s-) as in Fine & Gray;
+* with late entry (a site's first row starts after the earliest stop time)
+  the weights also carry the entry distribution (R's ``delay``; Geskus 2011),
+  see :func:`_with_entry`;
 * every other row keeps its ``(start, stop]`` and weight 1; ``fgstatus`` is 1
   on the row that ends in cause k. Covariates are carried on each row, so
   time-varying covariates (leadership change) work as in any (start, stop]
@@ -102,14 +105,7 @@ def _check_layout(df: pd.DataFrame, start: str, stop: str, status: str, id: str,
     last[order[last_sorted]] = True
     first = np.zeros(len(df), bool)
     first[order[first_sorted]] = True
-    if (t0[first] > t1.min()).any():
-        late = np.flatnonzero(first & (t0 > t1.min()))
-        raise DataError([Problem("data", where[i], str(ids[i]),
-                                 f"enters at {t0[i]:g}, after the first {stop} time "
-                                 f"{t1.min():g}: late entry (R finegray's truncation weights) "
-                                 "is not supported; analyse time since entry")
-                         for i in late[:20]], "cannot build the Fine-Gray layout")
-    return np.c_[t0, t1], labels, ids, last
+    return np.c_[t0, t1], labels, ids, last, first
 
 
 def _censoring_km(ns: np.ndarray, ne: np.ndarray, cens_event: np.ndarray
@@ -124,6 +120,28 @@ def _censoring_km(ns: np.ndarray, ne: np.ndarray, cens_event: np.ndarray
                - np.searchsorted(s_ne, c_times, side="left"))
     d = np.bincount(np.searchsorted(c_times, ne[cens_event]), minlength=len(c_times))
     return c_times, np.cumprod(1 - d / at_risk)
+
+
+def _with_entry(rank: np.ndarray, first: np.ndarray, c_rank: np.ndarray, c_prob: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Censoring weights times the entry (truncation) distribution, as R finegray's ``delay``.
+
+    H is the Kaplan-Meier of entry times in reversed time (risk set at entry
+    rank r: rows with start <= r < stop); the weight at time t becomes
+    ``H_>(t) G(t)`` with ``H_>(t)`` the product of ``1 - d/n`` over the entry
+    times after t, on the union of entry and censoring times (Geskus 2011).
+    """
+    ns, ne = rank[:, 0], rank[:, 1]
+    entry = np.unique(ns[first])
+    s_ns, s_ne = np.sort(ns), np.sort(ne)
+    n_at = np.searchsorted(s_ns, entry, side="right") - np.searchsorted(s_ne, entry, side="right")
+    d = np.bincount(np.searchsorted(entry, ns[first]), minlength=len(entry))
+    suffix = np.cumprod((1 - d / n_at)[::-1])[::-1]  # product over entries >= each one
+    dprob = np.r_[suffix[1:], 1.0]
+    grid = np.union1d(entry, c_rank)
+    i1 = np.searchsorted(entry, grid, side="right") - 1
+    i2 = np.searchsorted(c_rank, grid, side="right")
+    return grid, dprob[np.maximum(i1, 0)] * np.r_[1.0, c_prob][i2]
 
 
 def finegray_frame(data: pd.DataFrame, cause: str, *, start: str = "start", stop: str = "stop",
@@ -142,7 +160,7 @@ def finegray_frame(data: pd.DataFrame, cause: str, *, start: str = "start", stop
     if not isinstance(cause, str):
         raise bad_argument("cause", cause, "a cause label (text)")
     df = data.reset_index(drop=True)
-    times, labels, ids, last = _check_layout(df, start, stop, status, id, censored)
+    times, labels, ids, last, first = _check_layout(df, start, stop, status, id, censored)
     present = sorted(set(labels[labels != CENSORED]))
     if cause not in present:
         raise bad_argument("cause", cause, "a cause in the data: " + (", ".join(present)
@@ -152,6 +170,8 @@ def finegray_frame(data: pd.DataFrame, cause: str, *, start: str = "start", stop
     evented = labels != CENSORED
     rank[evented, 1] -= 0.2  # events before censorings at the same time
     c_rank, c_prob = _censoring_km(rank[:, 0], rank[:, 1], last & ~evented)
+    if (times[first, 0] > times[:, 1].min()).any():  # late entry, as R's `delay`
+        c_rank, c_prob = _with_entry(rank, first, c_rank, c_prob)
     ctime = utime[c_rank.astype(int) - 1] if len(c_rank) else np.zeros(0)
     ct2 = np.r_[ctime, times[:, 1].max()]
     cp2 = np.r_[1.0, c_prob]
