@@ -501,7 +501,8 @@ def _section_recurrent(ctx: _Context) -> None:
                           else ({}, pd.DataFrame()))
     d.heading("Recurrent discontinuations: Cox models")
     main = ftable if firth_first and len(ftable) else table
-    ax = figures.forest(main)
+    ax = figures.forest(main, ci="95% profile penalised-likelihood CI" if main is ftable
+                        else "95% robust CI")
     d.figure(figures.drawing(ax.figure), "Hazard ratios (95% CI) by model: "
              + ("Firth-penalised fits, profile penalised-likelihood limits." if main is ftable
                 else "ordinary fits, robust (Lin-Wei) Wald limits."))

@@ -58,7 +58,7 @@ def drawing(fig: matplotlib.figure.Figure, width: float = TEXT_WIDTH) -> Drawing
 HR_RANGE = (1e-3, 1e3)
 
 
-def forest(table, ax=None):
+def forest(table, ax=None, ci: str = "95% robust CI"):
     """Hazard ratios with CIs, one row per term and model, on a log axis.
 
     ``table`` has columns ``model, term, HR, lower, upper`` and optionally
@@ -114,7 +114,7 @@ def forest(table, ax=None):
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_yticks(range(len(terms)), [label(t) for t in terms])
     ax.invert_yaxis()
-    ax.set_xlabel("Hazard ratio (log scale), 95% robust CI"
+    ax.set_xlabel(f"Hazard ratio (log scale), {ci}"
                   + ("; arrows: not estimable (monotone likelihood)" if flagged else ""))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(models), 4),
               frameon=False)
