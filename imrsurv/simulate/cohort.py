@@ -445,14 +445,14 @@ def _generate(model: Model, n: int, years: float, entry: str, accrual: float, ce
     ev_site, ev_time, ev_kind = _transitions(seg, n, end, decimals, rngs["transitions"])
 
     labels = _labels(n)
-    events = pd.DataFrame({
-        "site": labels[np.r_[np.arange(n), ev_site, np.arange(n)]],
-        "time": np.r_[np.zeros(n), ev_time, end],
-        "event": np.r_[np.full(n, "start", dtype=object), ev_kind, np.full(n, "end", dtype=object)],
-        "_o": np.r_[np.zeros(n), np.ones(ev_site.size), np.full(n, 2.0)],
-    })
-    events = events.sort_values(["site", "_o", "time"], kind="stable").drop(columns="_o")
-    events = events.reset_index(drop=True)
+    e_site = np.r_[np.arange(n), ev_site, np.arange(n)]
+    e_time = np.r_[np.zeros(n), ev_time, end]
+    e_kind = np.r_[np.full(n, "start", dtype=object), ev_kind, np.full(n, "end", dtype=object)]
+    e_o = np.r_[np.zeros(n), np.ones(ev_site.size), np.full(n, 2.0)]
+    # by site, start / transitions / end, time; labels sort as their (zero-padded) numbers
+    order = np.lexsort((e_time, e_o, e_site))  # stable, as sort_values(kind="stable")
+    events = pd.DataFrame({"site": labels[e_site[order]], "time": e_time[order],
+                           "event": e_kind[order]})
     sites = pd.DataFrame({"site": labels, "entry_year": entry_year, "frailty": np.round(frailty, 6)})
     covariates = None
     if cov is not None:

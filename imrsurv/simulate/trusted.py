@@ -78,7 +78,7 @@ def trusted_history(cohort: Any) -> SimulatedHistory:
         n_cv = len(cv)
         c_site = cv["site"].to_numpy(dtype=object)
         c_time = cv["time"].to_numpy(dtype=float)
-        c_codes = pd.Categorical(c_site, categories=uniq).codes
+        c_codes = pd.Index(uniq).get_indexer(c_site)
         c_order = np.lexsort((c_time, c_codes))
         value_cols = [c for c in cv.columns if c not in ("site", "time")]
         data: dict[str, Any] = {"site": c_site[c_order], "time": c_time[c_order]}
@@ -126,8 +126,7 @@ def _covariate_states(hist: SimulatedHistory, uniq: np.ndarray
     cov = hist._covariates
     if cov is None:
         return None
-    c_codes = pd.Categorical(cov["site"].to_numpy(dtype=object), categories=uniq).codes
-    c_codes = c_codes.astype(np.int64)
+    c_codes = pd.Index(uniq).get_indexer(cov["site"].to_numpy(dtype=object)).astype(np.int64)
     t = cov["time"].to_numpy(dtype=float)
     values = [c for c in cov.columns if c not in ("site", "time", "line")]
     has_leader = "leadership_change" in values
