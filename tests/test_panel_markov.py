@@ -298,3 +298,14 @@ def test_obstype_column_and_missing_covariates() -> None:
     assert waves.frame["obstype"].tolist() == [1, 1, 1, 2]
     with pytest.raises(DataError, match=r'site "a": x is missing at the start of an interval'):
         ims.fit_panel_markov(waves, "x")
+
+
+def test_chunked_likelihood_equals_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imrsurv.models.panel_markov as pm
+
+    res = ims.fit_panel_markov(FIX / "panel.csv", "turnover", pci=[4])
+    whole = res._problem.value_grad(res._phi)
+    monkeypatch.setattr(pm, "_CHUNK", 50)
+    parts = res._problem.value_grad(res._phi)
+    np.testing.assert_allclose(parts[0], whole[0], rtol=1e-13)
+    np.testing.assert_allclose(parts[1], whole[1], rtol=1e-9, atol=1e-9)

@@ -44,6 +44,7 @@ BASELINE = "baseline"
 _STEP = 1e-20          # complex step
 _LOGQ_ZERO = -12.0     # log intensity below this: the intensity runs to 0
 _BETA_DIVERGES = 12.0  # |log HR| above this: it runs to infinity
+_CHUNK = 200_000       # intervals x directions per batch of matrix exponentials
 
 
 def expm_stack(a: np.ndarray) -> np.ndarray:
@@ -125,26 +126,28 @@ class _Problem:
             out[..., a, a] -= q[..., k]
         return out
 
-    def contributions(self, logq: np.ndarray) -> np.ndarray:
-        """Likelihood contribution of each interval (B, G) from log intensities (B, G, M, nq)."""
-        q = self._q_from_logq(logq)                             # (B, G, M, n, n)
-        g = np.arange(self.r.size)
-        p = expm_stack(q * self.length[None, :, :, None, None])
+    def contributions(self, logq: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """Likelihood contribution of intervals ``rows`` (B, G') from their log
+        intensities (B, G', M, nq)."""
+        r, s, obstype = self.r[rows], self.s[rows], self.obstype[rows]
+        length, last = self.length[rows], self.last[rows]
+        q = self._q_from_logq(logq)                             # (B, G', M, n, n)
+        g = np.arange(r.size)
+        p = expm_stack(q * length[None, :, :, None, None])
         tot = p[:, :, 0]
         for m in range(1, p.shape[2]):
             tot = tot @ p[:, :, m]
-        qlast = q[:, g, self.last]                              # (B, G, n, n)
-        contrib = tot[:, g, self.r, self.s]
-        three = self.obstype == 3
+        qlast = q[:, g, last]                                   # (B, G', n, n)
+        contrib = tot[:, g, r, s]
+        three = obstype == 3
         if three.any():
-            pq = np.einsum("bgk,bgk->bg", tot[:, g, self.r],
-                           np.swapaxes(qlast, -1, -2)[:, g, self.s])
+            pq = np.einsum("bgk,bgk->bg", tot[:, g, r], np.swapaxes(qlast, -1, -2)[:, g, s])
             contrib = np.where(three[None], pq, contrib)
-        two = self.obstype == 2
+        two = obstype == 2
         if two.any():
-            stay = np.exp((q[:, g[:, None], np.arange(q.shape[2])[None], self.r[:, None],
-                             self.r[:, None]] * self.length[None]).sum(axis=2))
-            move = np.where(self.r == self.s, 1.0, qlast[:, g, self.r, self.s])
+            stay = np.exp((q[:, g[:, None], np.arange(q.shape[2])[None], r[:, None],
+                             r[:, None]] * length[None]).sum(axis=2))
+            move = np.where(r == s, 1.0, qlast[:, g, r, s])
             contrib = np.where(two[None], stay * move, contrib)
         return contrib
 
@@ -154,16 +157,22 @@ class _Problem:
         Complex steps in the log intensity of each transition and period piece
         (nq * M evaluations, whatever the number of covariates), then the chain
         rule: d/d theta_k = sum over pieces, d/d beta_ck = sum of z_c times them.
+        Intervals are taken in chunks so that memory stays bounded.
         """
         lq = self.logq(phi[None])[0]                            # (G, M, nq)
         g, m, nq = lq.shape
         eye = np.eye(m * nq).reshape(m * nq, 1, m, nq)
-        contrib = self.contributions(lq[None] + 1j * _STEP * eye)
-        if not np.all(contrib.real > 0):
-            return np.inf, np.zeros(phi.size)
-        ll = np.log(contrib)                                    # (m * nq, G)
-        val = float(ll[0].real.sum())
-        d = (ll.imag / _STEP).T.reshape(g, m, nq)               # d log L_i / d log q_{i,m,k}
+        chunk = max(1, _CHUNK // (m * nq * m))
+        val = 0.0
+        d = np.empty((g, m, nq))
+        for a in range(0, g, chunk):
+            rows = slice(a, min(g, a + chunk))
+            contrib = self.contributions(lq[None, rows] + 1j * _STEP * eye, rows)
+            if not np.all(contrib.real > 0):
+                return np.inf, np.zeros(phi.size)
+            ll = np.log(contrib)                                # (m * nq, G')
+            val += float(ll[0].real.sum())
+            d[rows] = (ll.imag / _STEP).T.reshape(-1, m, nq)    # d log L_i / d log q_{i,m,k}
         dbeta = np.einsum("gmk,gmq->kq", self.z, d)
         grad = np.r_[d.sum(axis=(0, 1)), dbeta[self.free]]
         return -2 * val, -2 * grad
