@@ -275,10 +275,14 @@ def test_public_api_reaches_datasets_after_plain_import() -> None:
 def test_bond_causes_rerun_is_byte_identical(tmp_path: Path) -> None:
     script = DATA / "bond_causes" / "make_bond_causes.py"
     subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], check=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv"]
-    assert sha256(tmp_path / "events.csv") == sha256(DATA / "bond_causes" / "events.csv")
-    raw = (DATA / "bond_causes" / "events.csv").read_bytes()
-    assert b"\r" not in raw and raw.endswith(b"\n")
+    files = ["covariates.csv", "events.csv", "panel.csv", "sites.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+    for file in files:
+        assert sha256(tmp_path / file) == sha256(DATA / "bond_causes" / file), file
+        raw = (DATA / "bond_causes" / file).read_bytes()
+        assert b"\r" not in raw and raw.endswith(b"\n")
+    for file in ("covariates.csv", "sites.csv", "panel.csv"):  # verbatim copies
+        assert sha256(DATA / "bond_causes" / file) == sha256(DATA / "bond2014" / file), file
 
 
 def test_bond_causes_is_bond2014_plus_causes() -> None:

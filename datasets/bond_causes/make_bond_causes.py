@@ -23,8 +23,10 @@ of at least one first discontinuation and each of the three named causes of at
 least four.
 
 Run ``python datasets/bond_causes/make_bond_causes.py`` (optionally ``--out
-DIR``); it reads ``datasets/bond2014`` and writes ``events.csv``, byte-identical
-on every run.
+DIR``); it reads ``datasets/bond2014`` and writes ``events.csv`` and verbatim
+copies of bond2014's ``covariates.csv``, ``sites.csv`` and ``panel.csv`` (so the
+folder is a complete dataset, e.g. for ``dataset = "bond_causes"`` in a report
+spec), byte-identical on every run.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ CAUSES = ("financing", "priorities", "workforce")
 FINANCING_WEIGHT = {"grant": 3.0, "mixed": 1.5, "medicaid_billable": 0.7}
 LEADER_WINDOW = 1.0  # years before a discontinuation in which a leadership change counts
 SOURCE = Path(__file__).resolve().parent.parent / "bond2014"
+COPIED = ("covariates.csv", "sites.csv", "panel.csv")  # bond2014's files, unchanged
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         w.writerow(["site", "time", "event", "practice", "cause"])
         for r, c in zip(events, causes, strict=True):
             w.writerow([r["site"], r["time"], r["event"], r["practice"], c])
+    for name in COPIED:
+        (args.out / name).write_bytes((SOURCE / name).read_bytes())
 
 
 def find_seed(start: int = 20140300, tries: int = 1000) -> int:

@@ -91,13 +91,10 @@ def load_bond_causes() -> History:
 
     Events from ``datasets/bond_causes/events.csv`` (bond2014's event log plus a
     ``cause`` column: financing, priorities, workforce, or empty = ``unknown``);
-    covariates and site table are bond2014's. See its README for the cause model.
+    covariates and site table are copies of bond2014's. See its README for the
+    cause model.
     """
-    from imrsurv import read_history
-
-    folder = data_path("bond2014")
-    return read_history(data_path("bond_causes") / "events.csv",
-                        covariates=folder / "covariates.csv", sites=folder / "sites.csv")
+    return _load_history("bond_causes")
 
 
 def load_norway_imr() -> History:
