@@ -77,6 +77,14 @@ def section_causes(ctx: Any) -> None:
             d.paragraph("Gray's test was not computed: " + "; ".join(
                 n for n in res.notes if n.startswith("Gray")))
 
+    ctx.methods.append(
+        "Causes of the first discontinuation were analysed as competing risks: cumulative "
+        "incidence by cause with the Aalen-Johansen estimator and infinitesimal-jackknife "
+        "errors by site (as R survfit); an empty cause is its own category, 'unknown'"
+        + ("; groups were compared with Gray's test (as R cmprsk::cuminc)." if ctx.group
+           else "."))
+    ctx.cite("AJ")
+
     # Fine-Gray models for the causes with enough events
     rows = []
     try:
@@ -121,13 +129,6 @@ def section_causes(ctx: Any) -> None:
             f"{MIN_EVENTS} first discontinuations, as weighted Cox models on the counting-process "
             "layout of R survival::finegray (sites that stopped for another cause stay at risk "
             "with inverse-probability-of-censoring weights), with robust errors by site.")
-    ctx.methods.append(
-        "Causes of the first discontinuation were analysed as competing risks: cumulative "
-        "incidence by cause with the Aalen-Johansen estimator and infinitesimal-jackknife "
-        "errors by site (as R survfit); an empty cause is its own category, 'unknown'"
-        + ("; groups were compared with Gray's test (as R cmprsk::cuminc)." if ctx.group
-           else "."))
-    ctx.cite("AJ")
 
 
 def _times(ctx: Any) -> list[float]:
