@@ -384,3 +384,42 @@ def test_cause_state_probabilities_match_survfit():
     disc = plain[plain["state"] == "discontinued"]["probability"].to_numpy()
     np.testing.assert_allclose(wide[[s for s in states if s.startswith("disc")]].sum(1), disc,
                                rtol=1e-12)
+
+
+def test_missing_group_value_is_named():
+    hist = ims.datasets.load_bond_causes()
+    events = hist.events.drop(columns="line")
+    sites = hist.sites[["site", "financing"]].copy()
+    sites.loc[sites["site"] == "S03", "financing"] = None
+    h2 = ims.read_history(events, sites=sites)
+    with pytest.raises(DataError, match='site "S03": no value of \'financing\''):
+        cumulative_incidence(h2, by="financing")
+
+
+def test_fine_gray_without_competing_events_is_the_cause_specific_cox():
+    only = TV.assign(status=TV["status"].where(TV["status"].isin(["financing", "censored"]),
+                                               "censored"))
+    fg = finegray_frame(only, "financing")
+    assert len(fg) == len(only) and (fg["fgwt"] == 1).all()
+    res = fit_fine_gray(only, "x1 + x2", cause="financing")
+    cox = ims.fit_cox(only.assign(event=(only["status"] == "financing").astype(int)), "x1 + x2",
+                      start="start", stop="stop", event="event", cluster="site")
+    np.testing.assert_allclose(res.params, cox.params, rtol=1e-10)
+    np.testing.assert_allclose(res.se, cox.se, rtol=1e-10)
+
+
+def test_fine_gray_without_censoring_keeps_competing_sites_to_the_end():
+    # no censoring: G = 1, so a site that stopped for another cause stays at risk (weight 1)
+    # until the last event of the cause, as in Fine & Gray's complete-data case
+    d = FX[FX["status"] != "censored"].reset_index(drop=True)
+    fg = finegray_frame(d.assign(start=0.0), "financing", stop="time")
+    assert np.allclose(fg["fgwt"], 1.0)
+    t_last = d.loc[d["status"] == "financing", "time"].max()
+    other = fg[fg["status"] != "financing"]
+    assert (other.groupby("site")["fgstop"].max() >= t_last).all()
+    res = fit_fine_gray(d, "z1 + z2", cause="financing", start=None, stop="time",
+                        ties="breslow")
+    ext = d.assign(stop=np.where(d["status"] == "financing", d["time"], d["time"].max()),
+                   event=(d["status"] == "financing").astype(int))
+    cox = ims.fit_cox(ext, "z1 + z2", stop="stop", event="event", ties="breslow")
+    np.testing.assert_allclose(res.params, cox.params, rtol=1e-8)

@@ -97,6 +97,11 @@ def _from_history(hist: Any, by: str | None) -> pd.DataFrame:
             raise bad_argument("by", by, "None or a site column: " + ", ".join(
                 c for c in sites.columns if c != "site"))
         out["group"] = out["site"].map(sites.set_index("site")[by]).to_numpy(dtype=object)
+        missing = out["group"].isna().to_numpy()
+        if missing.any():
+            raise DataError([Problem("sites", None, str(s), f"no value of {by!r} (every site "
+                                     "needs one to be grouped)") for s in out["site"][missing]],
+                            "cannot group")
     return out.reset_index(drop=True)
 
 
