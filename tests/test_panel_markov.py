@@ -173,7 +173,11 @@ def test_pmatrix_rows_sum_to_one_and_occupation_is_a_row(panel_cov) -> None:
     cov = {"turnover": 1, "training0": 0}
     pm = panel_cov.pmatrix(3.0, covariates=cov)
     np.testing.assert_allclose(pm.estimate.sum(axis=1), 1.0, atol=1e-12)
-    assert (pm.lower.to_numpy() <= pm.estimate.to_numpy() + 1e-12).all()
+    est, lo, hi = (x.to_numpy() for x in (pm.estimate, pm.lower, pm.upper))
+    assert ((lo <= est) & (est <= hi)).all() and ((lo >= 0) & (hi <= 1)).all()
+    inner = (est > 0) & (est < 1)
+    assert ((lo[inner] > 0) & (hi[inner] < 1)).all()          # logit-scale limits
+    assert lo[1, 0] == hi[1, 0] == 0.0                         # never sustained again
     occ = panel_cov.occupation([3.0], initial="sustained", covariates=cov)
     np.testing.assert_allclose(occ["probability"], pm.estimate.loc["sustained"], atol=1e-12)
     np.testing.assert_allclose(occ["probability"].sum(), 1.0, atol=1e-12)

@@ -189,6 +189,21 @@ class _Problem:
         return (h + h.T) / 2
 
 
+def _logit_limits(p: np.ndarray, se: np.ndarray, zq: float) -> tuple[np.ndarray, np.ndarray]:
+    """Delta-method limits on the logit scale, ``expit(logit p -/+ z se / (p (1 - p)))``:
+    inside (0, 1) and asymmetric near the bounds; a probability of exactly 0 or 1
+    (a structural zero, an absorbing state) keeps that value."""
+    p = np.asarray(p, float)
+    inner = (p > 1e-12) & (p < 1 - 1e-12)
+    lo, hi = p.copy(), p.copy()
+    pi = p[inner]
+    lg = np.log(pi / (1 - pi))
+    w = zq * np.asarray(se, float)[inner] / (pi * (1 - pi))
+    lo[inner] = 1 / (1 + np.exp(-(lg - w)))
+    hi[inner] = 1 / (1 + np.exp(-(lg + w)))
+    return lo, hi
+
+
 @dataclass
 class PMatrix:
     """Transition probabilities P(t0, t0 + t) with pointwise limits (``method``)."""
@@ -368,7 +383,7 @@ class PanelMarkovResult(ResultProtocol):
         ``pmatrix.piecewise.msm``) at ``covariates`` (raw values; others 0).
 
         ``ci``: ``"none"``; ``"delta"`` (SE by the delta method, gradient by the
-        complex step; limits P -/+ z se clipped to [0, 1]); ``"normal"``
+        complex step; limits on the logit scale, see :func:`_logit_limits`); ``"normal"``
         (msm's ``ci="normal"``: ``n_sim`` draws of the parameters from their
         asymptotic normal distribution, pointwise quantiles; ``seed`` required).
         """
@@ -394,7 +409,7 @@ class PanelMarkovResult(ResultProtocol):
             jac = jac.reshape(k, -1).T                          # (n*n, k)
             var = np.einsum("ij,jk,ik->i", jac, self.cov.to_numpy(), jac)
             se_a = np.sqrt(np.clip(var, 0, None)).reshape(est.shape)
-            lo, hi = np.clip(est - zq * se_a, 0, 1), np.clip(est + zq * se_a, 0, 1)
+            lo, hi = _logit_limits(est, se_a, zq)
             se = frame(se_a)
         elif ci == "normal":
             if seed is None:
@@ -477,7 +492,7 @@ class PanelMarkovResult(ResultProtocol):
                 se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", jac, self.cov.to_numpy(), jac),
                                      0, None))
                 zq = stats.norm.ppf(0.5 + level / 2)
-                lo, hi = np.clip(est - zq * se, 0, 1), np.clip(est + zq * se, 0, 1)
+                lo, hi = _logit_limits(est, se, zq)
             else:
                 lo = hi = se = np.full(est.shape, np.nan)
             for j, s in enumerate(self.states):
@@ -504,7 +519,7 @@ class PanelMarkovResult(ResultProtocol):
                         covariates: Mapping[str, Any] | None = None, ax: Any = None,
                         n_points: int = 41) -> Any:
         """Occupation probabilities from ``initial`` over [0, horizon] with
-        delta-method 95% bands; returns the Axes."""
+        delta-method 95% bands (logit scale); returns the Axes."""
         import matplotlib.pyplot as plt
 
         check_number("horizon", horizon, minimum=0, strict=True)

@@ -107,7 +107,7 @@ def section(ctx: Any) -> None:
                               "95% CI": _ci(occ["lower"], occ["upper"])}),
                 caption=f"Estimated state occupation at {horizon:g} years for a site sustained "
                 "at time 0" + (" with covariates 0" if res.terms else "") +
-                " (rows of P(0, t); delta-method limits).")
+                " (rows of P(0, t); delta-method limits on the logit scale).")
         ax = res.plot_occupation(horizon, initial="sustained")
         d.figure(figures.drawing(ax.figure), f"State occupation from sustained at time 0 to "
                  f"{horizon:g} years, 95% delta-method bands.")
