@@ -51,7 +51,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for check in ("required columns", "event names", "times parse (numbers or ISO dates, not mixed)",
                   "one start first and one end last per site", "discontinue/restart alternate",
                   "no duplicate rows or zero-length episodes", "covariates known sites, present at start",
-                  "team size >= 0, binary covariates 0/1"):
+                  "team size >= 0, binary covariates 0/1",
+                  *(["causes only on discontinue rows (empty = unknown)"]
+                    if hist.has_causes else [])):
         print(f"  ok  {check}")
     print()
     print(hist.accounting)
