@@ -313,3 +313,33 @@ def test_chunked_likelihood_equals_one_batch(monkeypatch: pytest.MonkeyPatch) ->
     parts = res._problem.value_grad(res._phi)
     np.testing.assert_allclose(parts[0], whole[0], rtol=1e-13)
     np.testing.assert_allclose(parts[1], whole[1], rtol=1e-9, atol=1e-9)
+
+
+def test_two_state_model_matches_its_closed_form_likelihood() -> None:
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(60):
+        t = np.cumsum(np.r_[0.0, rng.uniform(0.5, 3.0, 3)])
+        rows += [{"site": f"s{i}", "time": tt, "state": st}
+                 for tt, st in zip(t, rng.choice(["on", "off"], 4), strict=True)]
+    w = pd.DataFrame(rows)
+    res = ims.fit_panel_markov(w, states=["on", "off"], transitions=["on -> off", "off -> on"])
+
+    def nll(logr: np.ndarray) -> float:   # P_on,on(t) = (mu + lam e^{-(lam+mu) t}) / (lam + mu)
+        lam, mu = np.exp(logr)
+        total = 0.0
+        for _, g in w.groupby("site"):
+            s, dt = g["state"].to_numpy(), np.diff(g["time"].to_numpy())
+            e = np.exp(-(lam + mu) * dt)
+            p = {("on", "on"): (mu + lam * e), ("on", "off"): lam * (1 - e),
+                 ("off", "on"): mu * (1 - e), ("off", "off"): (lam + mu * e)}
+            total -= sum(np.log(p[(a, b)][k] / (lam + mu))
+                         for k, (a, b) in enumerate(zip(s[:-1], s[1:], strict=True)))
+        return total
+
+    opt = minimize(nll, np.zeros(2), method="Nelder-Mead",
+                   options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 5000})
+    np.testing.assert_allclose(res.params.to_numpy(), opt.x, atol=1e-6)
+    np.testing.assert_allclose(res.loglik, -opt.fun, rtol=1e-10)
