@@ -112,3 +112,20 @@ def test_beyond_follow_up_is_nan():
     res = state_occupation(DATA, STATES, MOVES, times=[2, 99])
     assert res.loc[res["time"] == 99, "probability"].isna().all()
     assert any("beyond the last follow-up" in n for n in res.attrs["notes"])
+
+
+def test_plot_any_states():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from imrsurv.models.causes import cause_state_probabilities
+    from imrsurv.models.custom_states import plot_state_occupation
+
+    res = state_occupation(DATA, STATES, MOVES)
+    ax = plot_state_occupation(res)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(STATES)
+    by_cause = cause_state_probabilities(ims.datasets.load_bond_causes(), np.linspace(0, 6, 13))
+    ax = plot_state_occupation(by_cause)
+    assert len(ax.get_legend().get_texts()) == 6
+    with pytest.raises(ArgumentError, match="several groups"):
+        plot_state_occupation(state_occupation(DATA, STATES, MOVES, by="practice"))

@@ -32,7 +32,7 @@ from ..errors import ArgumentError, DataError, Problem, bad_argument
 from ..waves import transition_pattern
 from .multistate import _aalen_johansen, _check_common, _check_times, _ci
 
-__all__ = ["check_state_rows", "state_occupation"]
+__all__ = ["check_state_rows", "plot_state_occupation", "state_occupation"]
 
 CENSORED = "censored"
 
@@ -200,3 +200,45 @@ def state_occupation(data: pd.DataFrame, states: Sequence[str], transitions: Any
                      + "; ".join(beyond))
     out.attrs["notes"] = notes
     return out
+
+
+def plot_state_occupation(probs: pd.DataFrame, ax: Any = None, *, title: str | None = None) -> Any:
+    """Stacked step areas of state probabilities for any set of states; returns the Axes.
+
+    ``probs``: a :func:`state_occupation` (or
+    :func:`~imrsurv.models.causes.cause_state_probabilities`) frame without a
+    ``group`` column (select one group first), best at every transition time
+    (``times=None``). States are stacked in the frame's order.
+    """
+    import matplotlib.pyplot as plt
+
+    if not isinstance(probs, pd.DataFrame) or not {"time", "state", "probability"} <= set(
+            probs.columns):
+        raise ArgumentError(["probs must be a frame with columns time, state, probability "
+                             "(from state_occupation)"])
+    if "group" in probs.columns and probs["group"].nunique() > 1:
+        raise ArgumentError(["probs has several groups: plot one at a time, e.g. "
+                             "probs[probs['group'] == g].drop(columns='group')"])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.5))
+    states = (list(probs["state"].cat.categories) if hasattr(probs["state"], "cat")
+              else list(pd.unique(probs["state"])))
+    wide = probs.pivot_table(index="time", columns="state", values="probability",
+                             observed=False, dropna=False).sort_index().dropna(how="all")
+    t = wide.index.to_numpy(float)
+    bottom = np.zeros(len(t))
+    colors = plt.get_cmap("tab10")
+    for k, st in enumerate(states):
+        y = np.nan_to_num(wide[st].to_numpy(float)) if st in wide.columns else np.zeros(len(t))
+        ax.fill_between(t, bottom, bottom + y, step="post", facecolor=colors(k % 10),
+                        edgecolor="0.15", lw=0.4, label=str(st))
+        bottom = bottom + y
+    ax.set_xlim(t.min() if len(t) else 0, t.max() if len(t) else 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Years since start")
+    ax.set_ylabel("Probability of state")
+    ax.set_title(title or "State occupation probabilities (Aalen-Johansen)")
+    ax.legend(fontsize=8, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.15),
+              ncol=min(len(states), 4))
+    ax.figure.tight_layout()
+    return ax
