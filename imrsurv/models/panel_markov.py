@@ -745,10 +745,16 @@ def fit_panel_markov(waves: Waves | pd.DataFrame | Any, formula: str | None = No
         "Standard errors from the observed information (numerical Hessian of the log "
         "likelihood, as msm hessian=TRUE): model-based, assuming the Markov property, "
         "independent sites and interview times that do not depend on the unobserved states; "
-        "not robust to misspecification or to clustering beyond the site.",
-        "Covariates take their value at the start of each interval between interviews "
-        "(msm's convention); baseline intensities are at covariates 0.",
+        "not robust to misspecification or to clustering beyond the site. p: Wald tests of "
+        "log HR = 0 (none for baseline intensities).",
+        "Limits of P(t), state occupation and sojourn times: delta method (logit scale for "
+        "probabilities, log scale for times); ci=\"normal\" simulates from the normal "
+        "distribution of the estimates with a seed, as msm pmatrix.msm(ci = \"normal\").",
     ]
+    if all_terms:
+        notes.insert(3, "Covariates take their value at the start of each interval between "
+                     "interviews (msm's convention); baseline intensities are at covariates 0 "
+                     "(R msm(center = FALSE); msm's default centres them at the means).")
     cov_df = pd.DataFrame(cov, index=index, columns=index)
     return PanelMarkovResult(states, [(states[a], states[b]) for a, b in trans_idx],
                              all_terms, pd.Series(phi, index=index, name="coef"), cov_df,
