@@ -53,10 +53,14 @@ def section_causes(ctx: Any) -> None:
         f"{c} {counts[c]}" for c in res.causes) + f" (of {int(res.n_sites.sum())} sites).")
     overall = res if ctx.group is None else cumulative_incidence(hist, times=times)
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
-    overall.plot(ax=ax)
+    bands = len(res.causes) <= 2
+    overall.plot(ax=ax, ci=bands)
     d.figure(figures.drawing(fig), "Cumulative incidence of the first discontinuation by cause "
-             "(Aalen-Johansen, all sites; shaded: 95% CI from infinitesimal-jackknife errors by "
-             "site). The curves add up to 1 minus the Kaplan-Meier probability of not yet having "
+             "(Aalen-Johansen, all sites"
+             + ("; shaded: 95% CI from infinitesimal-jackknife errors by site)" if bands else
+                "; 95% CIs from infinitesimal-jackknife errors by site are in the table: bands "
+                "for more than two causes would overlap)")
+             + ". The curves add up to 1 minus the Kaplan-Meier probability of not yet having "
              "discontinued.")
     d.table(_cif_table(ctx, overall.summary, "all"), caption="Cumulative incidence by cause at "
             "yearly times, all sites (95% CI).")
