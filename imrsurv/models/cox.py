@@ -750,6 +750,8 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
             nr, penalised = _fit_firth(pb, max_iter, tol)
         else:
             nr = core.newton_raphson(pb, max_iter=max_iter, eps=tol)
+            if _diverging(nr, tol).any():   # diverging, or no information at all?
+                _check_information(pb, core.evaluate(pb, nr.beta0).info)
     except core.SingularInformation as exc:
         raise _singular_error(design, exc.diag, bool(strata_cols)) from None
     if penalty is None:
@@ -784,6 +786,7 @@ def _fit_firth(pb: core.CoxProblem, max_iter: int, tol: float
     ordinary information at the estimate, as coxphf reports.
     """
     p = pb.x.shape[1]
+    _check_information(pb, core.evaluate(pb, np.zeros(p)).info)
     nr = core.maximise(lambda b: _firth.evaluate_firth_newton(pb, b), np.zeros(p),
                        max(max_iter, 50), tol, step_tol=1e-8)
     fs = nr.state
@@ -794,6 +797,19 @@ def _fit_firth(pb: core.CoxProblem, max_iter: int, tol: float
                             score_test=score_test, iterations=nr.iterations,
                             converged=nr.converged, var=(var + var.T) / 2)
     return out, float(fs.loglik)
+
+
+def _check_information(pb: core.CoxProblem, info: np.ndarray) -> None:
+    """Columns with (numerically) no information at beta = 0: their variation within the
+    risk sets is below 1e-10 of their overall variation, so no fit can estimate them
+    (log det I, the Firth penalty, is then minus infinity).  Scale-free."""
+    w = pb.weights
+    var = (w @ (pb.x ** 2)) / w.sum()             # x is centred per stratum
+    n_ev = max(float(pb.event.sum()), 1.0)
+    rel = np.diag(info) / np.maximum(n_ev * var, 1e-300)
+    flat = np.flatnonzero(rel < 1e-10)
+    if flat.size:
+        raise core.SingularInformation(np.where(rel < 1e-10, 0.0, np.diag(info)))
 
 
 def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
@@ -886,6 +902,9 @@ def prepare(data: pd.DataFrame, formula: str, *, start: str | None, stop: str, e
     frame, n_dropped, notes = _handle_missing(data[used], missing)
     tstart, tstop, ev, w, off = _survival_arrays(frame, start, stop, event, weights, offset)
     design = build_design(frame, formula)
+    too_big = core.memory_problem(len(frame), design.matrix.shape[1])
+    if too_big:  # refuse before the engine allocates, rather than be killed out of memory
+        raise DataError([too_big], title="not enough memory")
     scodes, slabels = _strata_codes(frame, strata_cols)
     try:
         pb = core.make_problem(design.matrix, tstart, tstop, ev, w, off, scodes,
