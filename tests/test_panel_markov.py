@@ -343,3 +343,20 @@ def test_two_state_model_matches_its_closed_form_likelihood() -> None:
                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 5000})
     np.testing.assert_allclose(res.params.to_numpy(), opt.x, atol=1e-6)
     np.testing.assert_allclose(res.loglik, -opt.fun, rtol=1e-10)
+
+
+def test_prediction_arguments_are_checked(panel_cov) -> None:
+    part = panel_cov.pmatrix(2, covariates={"turnover": 1}).estimate
+    full = panel_cov.pmatrix(2, covariates={"turnover": 1, "training0": 0}).estimate
+    pd.testing.assert_frame_equal(part, full)            # an omitted covariate is 0
+    with pytest.raises(ArgumentError, match="bogus not in the model"):
+        panel_cov.pmatrix(2, covariates={"bogus": 1})
+    with pytest.raises(ArgumentError, match="period"):
+        panel_cov.qmatrix(period=1)
+    with pytest.raises(ArgumentError, match="seed"):
+        panel_cov.occupation(2, ci="normal")
+    with pytest.raises(ArgumentError, match="initial"):
+        panel_cov.occupation(2, initial="gone")
+    a = panel_cov.occupation(2, ci="normal", seed=4, n_sim=300)
+    b = panel_cov.occupation(2, ci="normal", seed=4, n_sim=300)
+    pd.testing.assert_frame_equal(a, b)

@@ -299,8 +299,17 @@ class PanelMarkovResult(ResultProtocol):
             if self._design is None:
                 raise ArgumentError([f"covariates={dict(covariates)!r} given, but the model "
                                      "has no covariates"])
-            row = pd.DataFrame([dict(covariates)])
-            z[:ncov] = self._design.transform(row)[0]
+            unknown = [c for c in covariates if c not in self._design.columns_read]
+            if unknown:
+                raise ArgumentError([f"covariates: {', '.join(map(str, unknown))} not in the "
+                                     "model (it reads "
+                                     f"{', '.join(self._design.columns_read)})"])
+            values = {c: 0 for c in self._design.columns_read} | dict(covariates)
+            z[:ncov] = self._design.transform(pd.DataFrame([values]))[0]
+        if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or \
+                not 0 <= period <= len(self.cuts):
+            raise bad_argument("period", period, f"a whole number from 0 to {len(self.cuts)} "
+                               "(0 = before the first cut point)")
         if period > 0:
             z[ncov + period - 1] = 1.0
         return z
@@ -472,8 +481,11 @@ class PanelMarkovResult(ResultProtocol):
                                    "probabilities summing to 1")
         rows = []
         for t in np.atleast_1d(np.asarray(times, float)):
-            pm = self.pmatrix(float(t), covariates=covariates, ci=ci, n_sim=n_sim, seed=seed,
-                              level=level)
+            if ci == "normal" and seed is None:
+                raise ArgumentError(['ci="normal" simulates from the asymptotic normal '
+                                     "distribution of the estimates: give seed=<int>"])
+            check_choice("ci", ci, ("none", "delta", "normal"))
+            pm = self.pmatrix(float(t), covariates=covariates, ci="none")
             est = p0 @ pm.estimate.to_numpy()
             if ci == "normal":   # the same draws give the limits of the mixture
                 rng = np.random.default_rng(seed)
