@@ -360,3 +360,19 @@ def test_prediction_arguments_are_checked(panel_cov) -> None:
     a = panel_cov.occupation(2, ci="normal", seed=4, n_sim=300)
     b = panel_cov.occupation(2, ci="normal", seed=4, n_sim=300)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_q_pattern_forms_agree() -> None:
+    cav = pd.read_csv(FIX / "cav.csv").rename(columns={"PTNUM": "site", "years": "time"})
+    cav["state"] = [CAV_STATES[i - 1] for i in cav["state"]]
+    pattern = pd.DataFrame(CAV_Q, index=CAV_STATES, columns=CAV_STATES)
+    a = read_waves(cav, states=CAV_STATES, transitions=pattern)
+    b = read_waves(cav, states=CAV_STATES, transitions=np.asarray(CAV_Q) * 0.25)
+    c = read_waves(cav, states=CAV_STATES, transitions=[
+        "well -> mild", "well -> death", "mild -> well", "mild -> severe", "mild -> death",
+        "severe -> mild", "severe -> death"])
+    assert a.transitions == b.transitions == c.transitions
+    assert a.absorbing == ("death",)
+    assert (a.frame["obstype"] == 1).all()
+    with pytest.raises(ArgumentError, match="4 x 4"):
+        read_waves(cav, states=CAV_STATES, transitions=np.ones((3, 3)))
