@@ -284,6 +284,7 @@ def test_fine_gray_time_varying_matches_coxph(ties):
     np.testing.assert_allclose(res.loglik, ref["loglik"][1], rtol=RTOL)
     assert list(res.summary.columns[:4]) == ["coef", "exp(coef)", "se", "se_naive"]
     assert "Fine-Gray" in res._header() and "financing" in res.notes[0]
+    assert "subdistribution" in res.plot().get_xlabel()
 
 
 def test_fine_gray_late_entry_matches_r():

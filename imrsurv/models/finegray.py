@@ -280,6 +280,14 @@ class FineGrayResult(CoxResult):
     cause: str = ""
     layout: pd.DataFrame | None = None
 
+    def plot(self, ax: Any = None, *, exponentiate: bool = True) -> Any:
+        """Forest plot of subdistribution hazard ratios with 95% (robust) intervals."""
+        from . import _result
+
+        what = "subdistribution hazard ratio" if exponentiate else "log subdistribution HR"
+        return _result.forest_plot(self.summary, ax, exponentiate=exponentiate,
+                                   xlabel=f"{what} for {self.cause} (95% CI)")
+
     def _header(self) -> str:
         return (f"Fine-Gray subdistribution hazards for cause \"{self.cause}\" "
                 "(R finegray layout, weighted Cox fit)\n" + super()._header())
