@@ -188,6 +188,17 @@ def test_cifs_add_up_to_one_minus_all_cause_km():
     np.testing.assert_allclose(total, 1 - np.array([km[v] for v in t]), rtol=1e-12)
 
 
+def test_event_counts_at_event_times_and_between_summary_times():
+    res = cumulative_incidence(CR, times=[2.0, 4.0, 6.0])
+    for cause in CAUSES:
+        t = CR.loc[CR["status"] == cause, "time"].to_numpy()
+        got = res.summary.loc[res.summary["cause"] == cause, "n_event"].to_numpy()
+        want = [((t > a) & (t <= b)).sum() for a, b in [(-1, 2), (2, 4), (4, 6)]]
+        np.testing.assert_array_equal(got, want)
+        cv = res.curves[res.curves["cause"] == cause]
+        assert cv["n_event"].sum() == len(t)
+
+
 def test_beyond_follow_up_is_nan_and_said():
     res = cumulative_incidence(CR, times=[1.0, 50.0])
     late = res.summary[res.summary["time"] == 50.0]

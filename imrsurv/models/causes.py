@@ -243,8 +243,11 @@ def _fit_group(cr: pd.DataFrame, causes: tuple[str, ...], eval_times: np.ndarray
     n_event = np.zeros((len(t), len(causes)))
     for k in range(len(causes)):
         ev = np.sort(stop[to == k + 1])
-        n_event[:, k] = (np.searchsorted(ev, t, side="right")
-                         - np.searchsorted(ev, t, side="left"))
+        upto = np.searchsorted(ev, t, side="right")
+        # at event times: the events at t; at requested times: those in (previous time, t],
+        # as R's summary(survfit, times=)
+        n_event[:, k] = (upto - np.searchsorted(ev, t, side="left") if eval_times is None
+                         else np.diff(np.r_[0, upto]))
     if same_entry:
         rel = stop - start[0]
         se_c = np.stack([np.sqrt(np.maximum(_cuminc_variance(
@@ -438,8 +441,10 @@ class CumulativeIncidence:
 
     ``curves``: long frame ``[group,] time, cause, cif, se, lower, upper,
     se_cuminc, n_risk, n_event`` at the start, every event time and the last
-    follow-up (a step function, right-continuous). ``summary``: the same at
-    ``times`` (default: every whole year of follow-up). ``at(times)`` gives
+    follow-up (a step function, right-continuous; ``n_event`` the events at
+    that time). ``summary``: the same at ``times`` (default: every whole year
+    of follow-up; ``n_event`` the events since the previous time, as R's
+    ``summary(survfit, times=)``). ``at(times)`` gives
     other times; ``gray`` is Gray's test when ``by`` was given (None if it
     cannot be computed: see ``notes``). ``plot()`` draws the curves.
     """
