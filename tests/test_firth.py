@@ -240,3 +240,23 @@ def test_honest_output_at_every_size(n_sites):
             np.testing.assert_allclose(firth.params, res.params, atol=0.05 * res.se.max())
     if n_sites <= 12:
         assert seen_divergence      # the case this package exists for does occur
+
+
+def test_no_information_is_an_error_not_a_divergence():
+    """A 0/1 column that is 1 only on rows never at risk at an event time has no
+    information: neither fit can estimate it, and both say so by name."""
+    ref = REF["cohort10"]
+    data = pd.read_csv(HERE / ref["data"])
+    data["rare"] = 0
+    # 1 only on a row whose interval (start, stop] holds no event time
+    times = data.loc[data["event"] == 1, "stop"].to_numpy()
+    idle = [i for i, (a, b) in enumerate(zip(data["start"], data["stop"], strict=True))
+            if not ((times > a) & (times <= b)).any()]
+    data.loc[idle[:1], "rare"] = 1
+    assert data["rare"].sum() == 1
+    for penalty in (None, "firth"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(DataError, match='"rare" does not vary within the risk sets'):
+                ims.fit_cox(data, "rare + team_size", start="start", stop="stop",
+                            event="event", penalty=penalty)

@@ -826,8 +826,11 @@ def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
     raw = pb.x + (pb.centers[pb.strata] if pb.n_strata > 1 else pb.centers[0])
     for j, name in enumerate(design.columns):
         col = np.round(raw[:, j], 12)
-        vals = np.unique(col)
-        if vals.size != 2 or not np.allclose(vals, (0.0, 1.0)):
+        # the unique values without a sort: only a column whose extremes are ~0 and ~1
+        # and which holds nothing else is a 0/1 column (np.unique costs 50 ms at 1M rows)
+        vals = np.array([col.min(), col.max()]) if col.size else col
+        if vals.size != 2 or vals[0] == vals[1] or not np.allclose(vals, (0.0, 1.0)) \
+                or not np.all((col == vals[0]) | (col == vals[1])):
             continue
         ones = col == 1.0
         at_risk_ones = core._riskset_sum(ix, ones.astype(float) * pb.weights)
