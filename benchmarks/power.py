@@ -3,6 +3,7 @@
     python benchmarks/power.py                 # the figures in RESULTS.md (~13 min on 2 cores)
     python benchmarks/power.py --quick         # a smoke run
     python benchmarks/power.py --runs size --size-replicates 2000   # the small-sample table
+    python benchmarks/power.py --runs speed --old 7bdb309    # speed beside an older imrsurv
 
 Runs (each a separate ``imrsurv.simulate.power_analysis`` call on a LocalCluster of
 ``--workers`` processes started and stopped by imrsurv; cluster start-up is
@@ -19,6 +20,12 @@ included in the wall time):
    HR 1 and HR 2, Andersen-Gill, every test of ``power(test=...)`` on the same
    cohorts: type-I error, power and coverage of each test's 95% interval.
 
+``--old REF`` (speed run only): the same speed run is repeated, in a fresh
+process, with the ``imrsurv`` package of git revision ``REF`` (``git archive``
+into a temporary directory, put first on ``PYTHONPATH`` of the run and its
+Dask workers); both wall times are printed and the two replicate-level result
+frames must be identical (``pandas.testing.assert_frame_equal(check_exact=True)``).
+
 Model (all runs): default covariate processes, Bond-calibrated baseline
 hazards, log HRs -0.1 per team member and -0.5 for training access
 (discontinuation), no frailty (so the AG model is correctly specified and
@@ -32,7 +39,9 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,11 +53,13 @@ OTHER = {"discontinue": {"team_size": -0.1, "training_access": -0.5}}
 
 
 def run(name: str, design: dict, analyses: list[str], n: int, seed: int, workers: int,
-        test: str | tuple[str, ...] = "wald") -> dict:
+        test: str | tuple[str, ...] = "wald", save: Path | None = None) -> dict:
     t0 = time.perf_counter()
     res = power(design, analyses, n_replicates=n, seed=seed, workers=workers, progress=False,
                 test=test)
     wall = time.perf_counter() - t0
+    if save is not None:
+        res.results.to_pickle(save)
     s = res.summary
     cols = ["analysis", "test", "replicates", "failed", "flagged", "rejection_rate",
             "rejection_mcse", "rejection_rate_flagged", "rejection_rate_unflagged", "bias",
@@ -61,6 +72,24 @@ def run(name: str, design: dict, analyses: list[str], n: int, seed: int, workers
     return {"name": name, "design": design_label(design), "replicates": n, "seed": seed,
             "workers": res.workers, "backend": res.backend, "wall_s": round(wall, 1),
             "summary": s[cols].round(5).to_dict("records")}
+
+
+def size_markdown(runs: list[dict]) -> str:
+    """The small-sample table of RESULTS.md: one row per design and test."""
+    head = ("| sites | HR | test | rejection rate (MC se) | among flagged | among unflagged | "
+            "95% CI coverage (MC se) | flagged | failed | median estimate |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for run in runs:
+        sites, hr = run["design"].split(" sites")[0], run["design"].split("HR ")[1].split(",")[0]
+        for r in run["summary"]:
+            n = r["replicates"] - r["failed"]
+            lines.append(
+                f"| {sites} | {hr} | {r['test']} | {r['rejection_rate']:.3f} "
+                f"({r['rejection_mcse']:.3f}) | {r['rejection_rate_flagged']:.3f} | "
+                f"{r['rejection_rate_unflagged']:.3f} | {r['coverage']:.3f} "
+                f"({r['coverage_mcse']:.3f}) | {r['flagged']}/{n} | {r['failed']} | "
+                f"{r['median_estimate']:.3f} |")
+    return "\n".join(lines)
 
 
 def design_label(d: dict) -> str:
@@ -81,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated subset of speed, null, coverage, size "
                          "(default: speed,null,coverage)")
     ap.add_argument("--json", type=Path, help="write the figures as JSON here")
+    ap.add_argument("--old", metavar="REF",
+                    help="repeat the speed run with imrsurv from git revision REF and check "
+                         "that the results are identical")
+    ap.add_argument("--save", type=Path, help=argparse.SUPPRESS)  # used by --old
     args = ap.parse_args(argv)
     if args.quick:
         args.replicates = args.null_replicates = args.coverage_replicates = 20
@@ -91,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = set(args.runs.split(","))
     out = []
     if "speed" in runs:
+        save = args.save
+        if args.old and save is None:
+            save = Path(tempfile.gettempdir()) / f"imrsurv_power_speed_{os.getpid()}.pkl"
         out.append(run("speed (AG, 49 sites)", {**base, "hr": 2.0}, ["ag"], args.replicates,
-                       args.seed, args.workers))
+                       args.seed, args.workers, save=save))
+        if args.old:
+            out[-1]["old"] = run_old(args, save)
     if "null" in runs:
         out.append(run("type-I error (49 sites)", {**base, "hr": 1.0}, ["ag", "pwp-tt"],
                        args.null_replicates, args.seed + 1, args.workers))
@@ -105,12 +143,38 @@ def main(argv: list[str] | None = None) -> int:
             out.append(run(f"size and coverage ({sites} sites, HR {hr:g})",
                            {**base, "n_sites": sites, "hr": hr}, ["ag"], args.size_replicates,
                            args.seed + 10 + k, args.workers, test=TESTS))
+    size_runs = [r for r in out if r["name"].startswith("size")]
+    if size_runs:
+        print("\n" + size_markdown(size_runs))
     z = 1.96 * math.sqrt(0.95 * 0.05 / max(args.coverage_replicates, 1))
     print(f"\n95% CI coverage is consistent with 0.95 at this many replicates if within "
           f"0.95 +- {z:.4f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
     return 0
+
+
+def run_old(args: argparse.Namespace, new_pkl: Path) -> dict:
+    """The speed run with the imrsurv of ``args.old``, in a subprocess; results compared."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "old"
+        tree.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", args.old, "imrsurv"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        old_pkl = Path(tmp) / "old.pkl"
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cmd = [sys.executable, __file__, "--runs", "speed", "--replicates", str(args.replicates),
+               "--workers", str(args.workers), "--seed", str(args.seed)]
+        t0 = time.perf_counter()
+        subprocess.run(cmd + ["--save", str(old_pkl)], check=True, env=env)
+        wall = time.perf_counter() - t0
+        pd.testing.assert_frame_equal(pd.read_pickle(new_pkl), pd.read_pickle(old_pkl),
+                                      check_exact=True)
+    print(f"\nimrsurv {args.old}: the same run took {wall:.1f} s wall (process start "
+          "included); replicate-level results identical (check_exact=True)")
+    return {"ref": args.old, "wall_s": round(wall, 1), "identical": True}
 
 
 if __name__ == "__main__":
