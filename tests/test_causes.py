@@ -314,6 +314,40 @@ def test_fine_gray_late_entry_matches_r():
     np.testing.assert_allclose(res.se_naive, ref["se_naive"], rtol=RTOL)
 
 
+def test_fine_gray_stratified_matches_r():
+    data = pd.read_csv(HERE / "fg_strata_data.csv")
+    ref = R["finegray_strata"]
+    fg = finegray_frame(data, "financing", strata="region")
+    assert fg["site"].tolist() == ref["site"]
+    for col in ("fgstart", "fgstop", "fgwt"):
+        np.testing.assert_allclose(fg[col], ref[col], rtol=1e-12, err_msg=col)
+    # the layout differs from the unstratified one: G is estimated per region
+    plain = finegray_frame(data, "financing")
+    assert len(plain) != len(fg) or not np.allclose(plain["fgwt"], fg["fgwt"])
+    res = fit_fine_gray(data, "x1 + x2", cause="financing", strata="region")
+    np.testing.assert_allclose(res.params, ref["coef"], rtol=RTOL)
+    np.testing.assert_allclose(res.se, ref["se"], rtol=RTOL)
+    np.testing.assert_allclose(res.se_naive, ref["se_naive"], rtol=RTOL)
+    assert res.strata == ["region"]
+
+
+def test_fine_gray_strata_checks():
+    data = pd.read_csv(HERE / "fg_strata_data.csv")
+    with pytest.raises(ArgumentError, match="strata"):
+        finegray_frame(data, "financing", strata="nope")
+    mixed = data.copy()
+    mixed.loc[0, "region"] = "east"  # T01's rows disagree
+    with pytest.raises(DataError, match='site "T01": has more than one value'):
+        finegray_frame(mixed, "financing", strata="region")
+    only = data.assign(region=np.where(data["site"] == "T01", "alone", data["region"]))
+    only.loc[only["site"] == "T01", "status"] = "censored"
+    res = fit_fine_gray(only, "x1 + x2", cause="financing", strata="region")
+    assert any("alone" in n for n in res.notes)  # a stratum without the cause is named
+    with pytest.raises(ArgumentError, match="unstratified"):
+        fit_fine_gray(FX, "z1", cause="financing", start=None, stop="time", ties="breslow",
+                      variance="crr", strata="z2")
+
+
 def test_fine_gray_fixed_covariates_matches_crr():
     res = fit_fine_gray(FX, "z1 + z2", cause="financing", start=None, stop="time",
                         ties="breslow")

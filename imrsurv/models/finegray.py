@@ -145,20 +145,26 @@ def _with_entry(rank: np.ndarray, first: np.ndarray, c_rank: np.ndarray, c_prob:
 
 
 def finegray_frame(data: pd.DataFrame, cause: str, *, start: str = "start", stop: str = "stop",
-                   status: str = "status", id: str = "site", censored: object = CENSORED
-                   ) -> pd.DataFrame:
+                   status: str = "status", id: str = "site", censored: object = CENSORED,
+                   strata: str | None = None) -> pd.DataFrame:
     """The weighted counting-process layout of R ``survival::finegray`` for ``cause``.
 
     ``data``: (start, stop] rows, one or more per ``id``, contiguous, with
     ``status`` (a cause label or ``censored``) on each site's last row and
     ``censored`` on the others; covariates are carried through. Returns the
     rows with ``fgstart, fgstop, fgstatus, fgwt`` added, in R's order (each
-    input row, then the rows that extend it).
+    input row, then the rows that extend it). ``strata``: a column (constant
+    within a site); the censoring weights are estimated within each level, as
+    ``finegray(Surv(...) ~ . + strata(x))``, and levels without an event of
+    ``cause`` are left out, as R does (``attrs["dropped_strata"]`` names them).
     """
     if not isinstance(data, pd.DataFrame):
         raise ArgumentError([f"data must be a DataFrame, not {type(data).__name__}"])
     if not isinstance(cause, str):
         raise bad_argument("cause", cause, "a cause label (text)")
+    if strata is not None:
+        return _stratified(data, cause, start=start, stop=stop, status=status, id=id,
+                           censored=censored, strata=strata)
     df = data.reset_index(drop=True)
     times, labels, ids, last, first = _check_layout(df, start, stop, status, id, censored)
     present = sorted(set(labels[labels != CENSORED]))
@@ -270,6 +276,36 @@ def crr_variance(t: np.ndarray, e: np.ndarray, x: np.ndarray, beta: np.ndarray) 
     return inv @ (score.T @ score) @ inv.T
 
 
+def _stratified(data: pd.DataFrame, cause: str, *, strata: str, **kw: Any) -> pd.DataFrame:
+    if not isinstance(strata, str) or strata not in data.columns:
+        raise bad_argument("strata", strata, "None or a column of the data: "
+                           + ", ".join(map(str, data.columns)))
+    values = data[strata]
+    if values.isna().any():
+        rows = [f"row {i}" for i in data.index[values.isna().to_numpy()]][:20]
+        raise DataError([f"strata column {strata!r} is missing on {', '.join(rows)}"],
+                        "invalid Fine-Gray data")
+    per_site = data.groupby(kw["id"])[strata].nunique()
+    if (per_site > 1).any():
+        raise DataError([Problem("data", None, str(s), f"has more than one value of {strata!r}")
+                         for s in per_site.index[per_site > 1]], "invalid Fine-Gray data")
+    _check_layout(data.reset_index(drop=True), kw["start"], kw["stop"], kw["status"], kw["id"],
+                  kw["censored"])  # every bad row at once, before splitting by stratum
+    parts, dropped = [], []
+    for level in sorted(pd.unique(values)):
+        sub = data[(values == level).to_numpy()]
+        lab = sub[kw["status"]].astype(str).str.strip()
+        if not (lab == cause).any():
+            dropped.append(level)
+            continue
+        parts.append(finegray_frame(sub, cause, **kw))
+    if not parts:
+        raise bad_argument("cause", cause, "a cause observed in at least one stratum")
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(cause=cause, dropped_strata=dropped)
+    return out
+
+
 class FineGrayResult(CoxResult):
     """A Fine-Gray fit: a :class:`CoxResult` on the weighted layout (``layout``) for ``cause``.
 
@@ -307,7 +343,8 @@ def _history_rows(hist: Any) -> pd.DataFrame:
 def fit_fine_gray(data: Any, formula: str, cause: str, *, cluster: str | None = "site",
                   ties: str = "efron", start: str | None = "start", stop: str = "stop",
                   status: str = "status", id: str = "site", censored: object = CENSORED,
-                  variance: str = "coxph", **kw: Any) -> FineGrayResult:
+                  variance: str = "coxph", strata: str | None = None,
+                  **kw: Any) -> FineGrayResult:
     """Fine-Gray model of the subdistribution hazard of ``cause``, robust by site.
 
     ``data``: a :class:`~imrsurv.History` (time to the first discontinuation,
@@ -319,6 +356,10 @@ def fit_fine_gray(data: Any, formula: str, cause: str, *, cluster: str | None = 
     :func:`~imrsurv.fit_cox`. Matches R ``coxph(Surv(fgstart, fgstop,
     fgstatus) ~ ..., weights=fgwt, cluster=site)`` on ``finegray(...)``.
 
+    ``strata``: a column (a site column for a History): censoring weights
+    within each level and a baseline per level, as ``finegray(... +
+    strata(x))`` then ``coxph(... + strata(x))``.
+
     ``variance="crr"`` (one row per site, fixed covariates, ``ties="breslow"``)
     replaces the robust errors by Fine & Gray's, which also count the
     estimation of the censoring weights (:func:`crr_variance`, as
@@ -329,7 +370,7 @@ def fit_fine_gray(data: Any, formula: str, cause: str, *, cluster: str | None = 
     if variance == "crr" and ties != "breslow":
         raise bad_argument("ties", ties, '"breslow" with variance="crr" (crr\'s estimating '
                            "equation has Breslow's risk sets)")
-    for k in ("weights", "event", "strata", "frailty", "offset"):
+    for k in ("weights", "event", "frailty", "offset"):
         if k in kw:
             raise ArgumentError([f"{k}= is not allowed in fit_fine_gray: the Fine-Gray layout "
                                  "sets the weights, events and risk sets"])
@@ -346,13 +387,20 @@ def fit_fine_gray(data: Any, formula: str, cause: str, *, cluster: str | None = 
     if cluster is not None and cluster not in rows.columns:
         raise bad_argument("cluster", cluster, "None or a column of the data: "
                            + ", ".join(map(str, rows.columns)))
+    if variance == "crr" and strata is not None:
+        raise ArgumentError(['variance="crr" is for unstratified fits (cmprsk::crr has no '
+                             "strata)"])
     layout = finegray_frame(rows, cause, start=start, stop=stop, status=status, id=id,
-                            censored=censored)
+                            censored=censored, strata=strata)
     res = fit_cox(layout, formula, start="fgstart", stop="fgstop", event="fgstatus",
-                  weights="fgwt", cluster=cluster, ties=ties, **kw)
+                  weights="fgwt", cluster=cluster, ties=ties, strata=strata, **kw)
     if variance == "crr":
         _use_crr_variance(res, rows, formula, cause, stop, status, id, censored)
     res.__class__ = FineGrayResult  # same fit; only the header and notes say what it means
+    if layout.attrs.get("dropped_strata"):
+        res.notes.insert(0, f"Strata of {strata} without a \"{cause}\" discontinuation are left "
+                         "out (no event, no contribution; as R finegray): "
+                         + ", ".join(map(str, layout.attrs["dropped_strata"])) + ".")
     res.cause = cause
     res.layout = layout
     n_sites = layout[id].nunique()
