@@ -469,3 +469,40 @@ def test_fine_gray_without_censoring_keeps_competing_sites_to_the_end():
                    event=(d["status"] == "financing").astype(int))
     cox = ims.fit_cox(ext, "z1 + z2", stop="stop", event="event", ties="breslow")
     np.testing.assert_allclose(res.params, cox.params, rtol=1e-8)
+
+
+def _g_before(t: float, time: np.ndarray, status: np.ndarray) -> float:
+    """Censoring Kaplan-Meier just before t; a discontinuation at a censoring time comes first."""
+    g = 1.0
+    for c in np.unique(time[status == "censored"]):
+        if c >= t:
+            break
+        at_risk = (time > c).sum() + ((time == c) & (status == "censored")).sum()
+        g *= 1 - ((time == c) & (status == "censored")).sum() / at_risk
+    return g
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_finegray_weights_are_censoring_ratios(seed):
+    # Fine & Gray (1999): at an event time t a site that stopped for another cause at s < t
+    # is at risk with weight G(t-)/G(s-); every other site is at risk while it is followed
+    rng = np.random.default_rng(seed)
+    n = 40
+    time = rng.integers(1, 12, n) / 2.0  # many ties
+    status = rng.choice(["censored", "a", "b"], n, p=[0.4, 0.3, 0.3])
+    d = pd.DataFrame({"site": [f"s{i}" for i in range(n)], "start": 0.0, "stop": time,
+                      "status": status})
+    fg = finegray_frame(d, "a")
+    for t in np.unique(time[status == "a"]):
+        at = fg[(fg["fgstart"] < t) & (fg["fgstop"] >= t)]
+        assert not at["site"].duplicated().any()
+        w = at.set_index("site")["fgwt"]
+        for i in range(n):
+            site, s, st = f"s{i}", time[i], status[i]
+            if s >= t:
+                assert w[site] == 1.0
+            elif st == "b":
+                want = _g_before(t, time, status) / _g_before(s, time, status)
+                assert w[site] == pytest.approx(want, rel=1e-12)
+            else:
+                assert site not in w.index
