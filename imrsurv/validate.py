@@ -5,6 +5,9 @@ first), with the row's line number and site. ``read_history`` gathers them and
 raises one :class:`~imrsurv.errors.DataError`.
 
 The event log's grammar per site is ``start (discontinue restart)* discontinue? end``.
+An optional ``cause`` column names why a site discontinued: allowed only on
+``discontinue`` rows; an empty cell there means the cause is not known and is
+read as ``"unknown"`` (:func:`_check_causes`).
 """
 
 from __future__ import annotations
