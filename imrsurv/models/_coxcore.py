@@ -230,8 +230,13 @@ def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     has[gstop[dead]] = True
     upto = np.cumsum(has)                 # event times <= each (stratum, time) group
     a, b = upto[gstart], upto[gstop]
+    if time_order is not None:
+        # deaths in stop-time order from the endpoint sort already done: only ties (and
+        # strata) are out of (event time, row) order, so the stable sort below is near-linear
+        cand = time_order[time_order >= n] - n
+        dead = cand[event[cand] != 0]
     dk = upto[gstop[dead]] - 1
-    order = np.argsort(dk * np.int64(n) + dead)   # by event time, then row
+    order = np.argsort(dk * np.int64(n) + dead, kind="stable")   # by event time, then row
     death_rows, death_k = dead[order], dk[order]
     evg = np.flatnonzero(has)
     n_times = evg.size

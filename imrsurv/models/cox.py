@@ -832,14 +832,16 @@ def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
         if vals.size != 2 or vals[0] == vals[1] or not np.allclose(vals, (0.0, 1.0)) \
                 or not np.all((col == vals[0]) | (col == vals[1])):
             continue
+        deaths_one = col[ix.death_rows] == 1.0
+        if deaths_one.any() and not deaths_one.all():
+            continue  # events on both sides: nothing to check (the risk-set sums cost)
         ones = col == 1.0
         at_risk_ones = core._riskset_sum(ix, ones.astype(float) * pb.weights)
-        at_risk_all = core._riskset_sum(ix, pb.weights)
-        deaths_one = col[ix.death_rows] == 1.0
         if not deaths_one.any() and at_risk_ones.max() > 0:
             out[name] = ("no event happened while it was 1 (at-risk rows with value 1 exist): "
                          "its coefficient runs to -infinity (monotone likelihood)")
-        elif deaths_one.all() and (at_risk_all - at_risk_ones).max() > 1e-12:
+        elif deaths_one.all() and (core._riskset_sum(ix, pb.weights)
+                                   - at_risk_ones).max() > 1e-12:
             out[name] = ("every event happened while it was 1: its coefficient runs to "
                          "+infinity (monotone likelihood)")
     return out
