@@ -506,3 +506,20 @@ def test_finegray_weights_are_censoring_ratios(seed):
                 assert w[site] == pytest.approx(want, rel=1e-12)
             else:
                 assert site not in w.index
+
+
+@pytest.mark.parametrize("cause", ["workforce", "financing"])
+def test_fine_gray_on_shipped_history_matches_r(cause):
+    # end to end: History -> first-discontinuation layout -> Fine-Gray, against R on that layout
+    hist = ims.datasets.load_bond_causes()
+    from imrsurv.models.finegray import _history_rows
+
+    committed = pd.read_csv(HERE / "bond_causes_first.csv", dtype={"site": str})
+    rows = _history_rows(hist)[committed.columns].reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, committed, check_dtype=False)
+    ref = R[f"bond_causes_{cause}"]
+    res = fit_fine_gray(hist, "recent_leader_change + team_size + training_access", cause=cause)
+    assert len(res.layout) == ref["n"]
+    np.testing.assert_allclose(res.params, ref["coef"], rtol=RTOL)
+    np.testing.assert_allclose(res.se, ref["se"], rtol=RTOL)
+    np.testing.assert_allclose(res.se_naive, ref["se_naive"], rtol=RTOL)
