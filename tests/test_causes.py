@@ -523,3 +523,24 @@ def test_fine_gray_on_shipped_history_matches_r(cause):
     np.testing.assert_allclose(res.params, ref["coef"], rtol=RTOL)
     np.testing.assert_allclose(res.se, ref["se"], rtol=RTOL)
     np.testing.assert_allclose(res.se_naive, ref["se_naive"], rtol=RTOL)
+
+
+def test_cif_and_gray_on_shipped_history_match_r():
+    from imrsurv.models.causes import competing_risks_frame
+
+    hist = ims.datasets.load_bond_causes()
+    committed = pd.read_csv(HERE / "bond_causes_cr.csv", dtype={"site": str})
+    pd.testing.assert_frame_equal(competing_risks_frame(hist, by="financing"), committed,
+                                  check_dtype=False)
+    res = cumulative_incidence(hist, by="financing")
+    ref = R["bond_causes_gray"]
+    tab = res.gray.table.set_index("cause").loc[ref["cause"]]
+    np.testing.assert_allclose(tab["statistic"], ref["stat"], rtol=RTOL)
+    np.testing.assert_allclose(tab["p"], ref["p"], rtol=RTOL)
+    sf = R["bond_causes_survfit"]
+    at = cumulative_incidence(hist, times=sf["time"]).summary
+    order = ["financing", "priorities", "workforce", "unknown"]
+    np.testing.assert_allclose(_wide(at, "cif", order), np.asarray(sf["pstate"])[:, 1:],
+                               rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(_wide(at, "se", order), np.asarray(sf["std_err"])[:, 1:],
+                               rtol=RTOL, atol=1e-12)
