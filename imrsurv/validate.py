@@ -155,7 +155,8 @@ def _check_causes(table: Table, sites: np.ndarray, event: np.ndarray
     """The optional ``cause`` column: text, allowed only on ``discontinue`` rows.
 
     An empty cell on a discontinuation means the cause is not known and is
-    recorded as ``"unknown"`` (its own category, never dropped); an empty cell
+    recorded as ``"unknown"`` (its own category, never dropped; ``Unknown``
+    written out in any case is the same category); an empty cell
     on any other event is the normal case (``""``). A cause on a start,
     restart or end row, or one of the reserved labels, is a problem.
     """
@@ -175,7 +176,10 @@ def _check_causes(table: Table, sites: np.ndarray, event: np.ndarray
         problems.append(_problem(table, i, sites[i],
                                  f'cause "{shown[i]}" is a reserved word (not allowed: '
                                  f'{", ".join(_RESERVED_CAUSES)}); name the reason instead'))
-    cause = np.where((event == "discontinue") & missing, CAUSE_UNKNOWN, text).astype(object)
+    # "Unknown" written out is the same category as an empty cell
+    spelled = np.char.lower(text.astype(str)) == CAUSE_UNKNOWN
+    cause = np.where((event == "discontinue") & (missing | spelled), CAUSE_UNKNOWN,
+                     text).astype(object)
     return cause, problems
 
 

@@ -63,6 +63,12 @@ def test_cause_column_is_read_and_empty_means_unknown(tmp_path):
     assert (sp.loc[sp["next"] != "discontinued", "cause"] == "").all()
 
 
+def test_unknown_written_out_is_the_empty_category(tmp_path):
+    hist = ims.read_history(_write(tmp_path, EVENTS.replace("B,2,discontinue,",
+                                                            "B,2,discontinue, Unknown")))
+    assert hist.causes == ("financing", "unknown")
+
+
 def test_cause_on_other_events_names_line_and_site(tmp_path):
     text = EVENTS.replace("A,2.5,restart,", "A,2.5,restart,workforce").replace(
         "C,6,end,", "C,6,end,priorities")
