@@ -107,3 +107,13 @@ def test_covariate_rows_equal_pandas_formulation(monkeypatch: pytest.MonkeyPatch
         simulate_cohort(30, 8, seed=seed, censoring=0.3, decimals=2,
                         covariates={"turnover_rate": 3.0, "team_initial": (1, 2)})
     assert len(calls) == 80 and min(calls) >= 30
+
+
+def test_simulated_history_copy_falls_back_to_the_general_path() -> None:
+    import dataclasses
+
+    cohort = simulate_cohort(20, 6, seed=4)
+    fast = cohort.history()
+    bare = dataclasses.replace(fast, _cache={})
+    pd.testing.assert_frame_equal(bare.counting_process("ag"), fast.counting_process("ag"),
+                                  check_exact=True)

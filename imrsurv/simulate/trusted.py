@@ -44,8 +44,8 @@ class SimulatedHistory(History):
 
     def counting_process(self, scheme: str = "ag", outcome: str = "discontinue") -> pd.DataFrame:
         key = ("cp", scheme, outcome)
-        if (key not in self._cache and scheme in _FAST_SCHEMES
-                and outcome in ("discontinue", "restart")):
+        if (key not in self._cache and "_codes" in self._cache  # gone after a replace()
+                and scheme in _FAST_SCHEMES and outcome in ("discontinue", "restart")):
             self._cache[key] = _counting_process(self, scheme, outcome)
         return super().counting_process(scheme, outcome)
 
