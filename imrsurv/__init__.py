@@ -33,7 +33,7 @@ _LAZY = {
     "restricted_mean_time_in_state": ".models.multistate",
     "state_probabilities": ".models.multistate",
     "cumulative_incidence": ".models.causes", "CumulativeIncidence": ".models.causes",
-    "gray_test": ".models.causes", "GrayTest": ".models.causes",
+    "gray_test": ".models.gray", "GrayTest": ".models.gray",
     "competing_risks_frame": ".models.causes", "cause_state_probabilities": ".models.causes",
     "state_occupation": ".models.custom_states",
     "plot_state_occupation": ".models.custom_states",

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, DataError, Problem, bad_argument, check_choice
-from .causes import ANY_CAUSE, CENSORED
+from ._crdata import ANY_CAUSE, CENSORED
 from .cox import CoxResult, fit_cox
 from .design import build_design
 
