@@ -29,6 +29,10 @@ def test_cached_design_equals_formulaic(formula: str, monkeypatch: pytest.Monkey
         slow = dm.build_design(df, formula)
         monkeypatch.undo()
         assert fast.matrix.dtype == slow.matrix.dtype
+        assert fast.matrix.flags["F_CONTIGUOUS"] == slow.matrix.flags["F_CONTIGUOUS"]
+        assert fast.matrix.flags["C_CONTIGUOUS"] == slow.matrix.flags["C_CONTIGUOUS"]
+        w = np.linspace(0.5, 2.0, len(df))  # a BLAS sum depends on the layout too
+        assert np.array_equal(w @ fast.matrix, w @ slow.matrix)
         np.testing.assert_array_equal(fast.matrix, slow.matrix)
         assert fast.columns == slow.columns == first.columns
         assert fast.terms == slow.terms

@@ -177,7 +177,8 @@ def _numeric_design(data: pd.DataFrame, spec: ModelSpec, cols: list[str],
                     terms: dict[str, list[int]]) -> Design | None:
     """The cached coding applied to ``data``; None (use formulaic, which reports them)
     when a value is missing or infinite."""
-    x = np.empty((len(data), len(cols)))
+    # column-major, as formulaic returns it: BLAS sums (the centring means) depend on layout
+    x = np.empty((len(data), len(cols)), order="F")
     for j, c in enumerate(cols):
         x[:, j] = data[c].to_numpy(dtype=float)
     if not np.isfinite(x).all():
