@@ -90,25 +90,31 @@ def trusted_history(cohort: Any) -> SimulatedHistory:
         counts.append({"input": "covariates", "read": n_cv, "used": n_cv, "set_aside": 0})
     n = len(uniq)
     first = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]
-    sites = pd.DataFrame({
+    site_cols: dict[str, Any] = {
         "site": uniq,
         "entry": np.minimum.reduceat(time, first),
         "exit": np.maximum.reduceat(time, first),
         "discontinuations": np.bincount(codes, kcode == _DISC, minlength=n).astype(np.int64),
         "restarts": np.bincount(codes, kcode == _RESTART, minlength=n).astype(np.int64),
-    })
+    }
     st = cohort.sites
     extra = [c for c in st.columns if c != "site"]
     pos = pd.Index(st["site"].to_numpy(dtype=object)).get_indexer(uniq)
     for c in extra:
-        sites[c] = st[c].to_numpy()[pos]
+        site_cols[c] = st[c].to_numpy()[pos]
+    sites = pd.DataFrame(site_cols)
     counts.append({"input": "sites", "read": len(st), "used": len(st), "set_aside": 0})
-    accounting = Accounting(pd.DataFrame(counts),
-                            pd.DataFrame([], columns=["input", "where", "site", "reason"]))
+    accounting = Accounting(pd.DataFrame(counts), _no_set_aside())
     hist = SimulatedHistory(events, covariates, sites, accounting, "years",
                             float(cohort.model.recent_window), cov_names, tuple(extra))
     hist._cache["_codes"] = (codes, time, kcode, uniq)
     return hist
+
+
+def _no_set_aside() -> pd.DataFrame:
+    """The empty set-aside table of ``read_history`` (object columns, empty RangeIndex)."""
+    empty = np.array([], dtype=object)
+    return pd.DataFrame({"input": empty, "where": empty, "site": empty, "reason": empty})
 
 
 # ---------------------------------------------------------------------------
