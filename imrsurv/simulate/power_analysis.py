@@ -472,6 +472,8 @@ def power(design: Mapping[str, Any] | Sequence[Mapping[str, Any]] | pd.DataFrame
             reps = tuple(range(lo, min(lo + batch_size, n_replicates)))
             tasks.append(_Task(i, d, reps, tuple(children[r] for r in reps), analyses, tests,
                                formula, discrete_formula, target, conf_level, alpha))
+    from ..models import cox, discrete  # noqa: F401  (imported once here: forked workers inherit them)
+
     t0 = time.monotonic()
     run = run_tasks(_run_batch, tasks, scheduler=scheduler, workers=workers, progress=progress,
                     desc="power", connect_timeout=connect_timeout)
