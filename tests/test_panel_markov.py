@@ -376,3 +376,51 @@ def test_q_pattern_forms_agree() -> None:
     assert (a.frame["obstype"] == 1).all()
     with pytest.raises(ArgumentError, match="4 x 4"):
         read_waves(cav, states=CAV_STATES, transitions=np.ones((3, 3)))
+
+
+# --------------------------------------------------------------------------- report section
+
+
+def _pdf_text(path: Path) -> str:
+    import subprocess
+
+    out = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True,
+                         check=True)
+    return " ".join(out.stdout.split())
+
+
+def test_report_section_with_and_without_waves(tmp_path: Path) -> None:
+    from imrsurv.report.build import report
+
+    waves = Path(ims.datasets.data_path("peterson_waves")) / "waves.csv"
+    spec = {"study": {"title": "waves"}, "data": {"dataset": "bond2014", "waves": str(waves)},
+            "analysis": {"horizon": 8.0, "sections": ["summary", "panel_markov"],
+                         "covariates": ["supervisor_turnover"]}}
+    text = _pdf_text(report(spec, tmp_path / "w.pdf"))
+    assert "Status seen at interviews" in text
+    assert "49 sites, 196 interviews at times 0, 2, 4, 8" in text
+    assert "Hazard ratios of the transition intensities" in text
+    assert "state occupation at 8 years" in text
+    assert "Kalbfleisch JD, Lawless JF (1985)" in text
+    spec["data"] = {"dataset": "bond2014"}
+    text = _pdf_text(report(spec, tmp_path / "none.pdf"))
+    assert "No interview waves were given" in text
+    from imrsurv.report.spec import DEFAULT_SECTIONS, load_spec
+
+    assert "panel_markov" not in DEFAULT_SECTIONS        # only when a spec asks for it
+    assert load_spec(spec).sections == ("summary", "panel_markov")
+
+
+def test_report_refuses_invalid_waves_before_writing(tmp_path: Path) -> None:
+    from imrsurv.report.build import report
+
+    bad = tmp_path / "waves.csv"
+    bad.write_text("site,time,state\nA,0,sustained\nA,2,closed\nB,0,sustained\n")
+    spec = {"study": {"title": "bad"}, "data": {"dataset": "bond2014", "waves": str(bad)},
+            "analysis": {"sections": ["panel_markov"]}}
+    with pytest.raises(DataError) as exc:
+        report(spec, tmp_path / "out.pdf")
+    text = str(exc.value)
+    assert "line 3" in text and "'closed' is not one of the declared states" in text
+    assert 'site "B"' in text and "seen at one time only" in text
+    assert not (tmp_path / "out.pdf").exists()

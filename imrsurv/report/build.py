@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import DataError
 from ..history import History, read_history
 from ..labels import label
-from . import figures
+from . import figures, panel_markov_section
 from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
@@ -63,6 +63,7 @@ REFERENCES = {
     "BOND": "Bond GR, Drake RE, McHugo GJ, Peterson AE, Jones AM, Williams J (2014). Long-term "
             "sustainability of evidence-based practices in community mental health agencies. "
             "Adm Policy Ment Health 41:228-236.",
+    **panel_markov_section.REFS,
 }
 
 
@@ -102,6 +103,7 @@ SECTION_TITLES = {
     "ph": "Proportional hazards diagnostics",
     "discrete": "Discrete-time hazards (annual interviews)",
     "frailty": "Site heterogeneity: shared gamma frailty",
+    "panel_markov": panel_markov_section.TITLE,
 }
 
 
@@ -129,7 +131,8 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
     sections: dict[str, Callable[[_Context], None]] = {
         "summary": _section_summary, "bond": _section_bond, "km": _section_km,
         "mcf": _section_mcf, "states": _section_states, "recurrent": _section_recurrent,
-        "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty}
+        "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty,
+        "panel_markov": panel_markov_section.section}
     from tqdm.auto import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -184,6 +187,7 @@ def _load_data(sp: ReportSpec) -> tuple[History, pd.DataFrame | None]:
         from ..panel import read_panel
 
         panel = read_panel(files["panel"])
+    panel_markov_section.check_waves(files)   # invalid waves stop before any page
     return hist, panel
 
 

@@ -34,7 +34,9 @@ from typing import Any
 
 from ..errors import DataError, Problem
 
-SECTIONS = ("summary", "bond", "km", "mcf", "states", "recurrent", "ph", "discrete", "frailty")
+SECTIONS = ("summary", "bond", "km", "mcf", "states", "recurrent", "ph", "discrete", "frailty",
+            "panel_markov")
+DEFAULT_SECTIONS = SECTIONS[:8]   # frailty and panel_markov only when asked for
 SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw")
 TIES = ("efron", "breslow")
 LINKS = ("cloglog", "logit")
@@ -70,6 +72,8 @@ KEYS: tuple[Key, ...] = (
     Key("data", "sites", "file", None, "site table: site, site-level columns"),
     Key("data", "panel", "file", None, "annual panel: site, year, active, covariates (for the "
         "discrete section)"),
+    Key("data", "waves", "file", None, "interview waves: site, time, state, covariates (for the "
+        "panel_markov section; any interview times)"),
     Key("data", "time_unit", "choice", "years", "unit of numeric times", TIME_UNITS),
     Key("data", "recent_window", "positive", 1.0, "years a leadership change counts as recent"),
     Key("analysis", "horizon", "positive", 6.0, "years at which status is classified (Bond: 6)"),
@@ -77,7 +81,7 @@ KEYS: tuple[Key, ...] = (
         "none"),
     Key("analysis", "covariates", "texts", _DEFAULT_COVARIATES, "model covariates (those "
         "present in the data are used)"),
-    Key("analysis", "sections", "choices", list(SECTIONS[:-1]), "sections, in order", SECTIONS),
+    Key("analysis", "sections", "choices", list(DEFAULT_SECTIONS), "sections, in order", SECTIONS),
     Key("analysis", "schemes", "choices", list(SCHEMES), "recurrent-event Cox layouts", SCHEMES),
     Key("analysis", "ties", "choice", "efron", "tie handling of the Cox models", TIES),
     Key("analysis", "test", "choice", "firth-lrt", "test and interval of the Cox hazard-ratio "
@@ -88,6 +92,8 @@ KEYS: tuple[Key, ...] = (
         "whole year to the horizon"),
     Key("analysis", "discrete_formula", "text", None, "formula of the discrete-time model; "
         "default C(year) + the covariates in the panel"),
+    Key("analysis", "waves_formula", "text", None, "formula of the panel_markov model; default "
+        "the covariates (analysis.covariates) present in the wave table"),
     Key("analysis", "link", "choice", "cloglog", "link of the discrete-time model", LINKS),
     Key("analysis", "seed", "integer", 0, "random seed (recorded; no section draws random "
         "numbers today)"),
@@ -116,17 +122,19 @@ class ReportSpec:
     covariates: Path | None = None
     sites: Path | None = None
     panel: Path | None = None
+    waves: Path | None = None
     time_unit: str = "years"
     recent_window: float = 1.0
     horizon: float = 6.0
     group: str | None = "practice"
     model_covariates: tuple[str, ...] = tuple(_DEFAULT_COVARIATES)
-    sections: tuple[str, ...] = SECTIONS[:-1]
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     schemes: tuple[str, ...] = SCHEMES
     ties: str = "efron"
     test: str = "firth-lrt"
     times: tuple[float, ...] = ()
     discrete_formula: str | None = None
+    waves_formula: str | None = None
     link: str = "cloglog"
     seed: int = 0
     source_bytes: bytes = field(default=b"", repr=False)
@@ -143,10 +151,11 @@ class ReportSpec:
 
             root = data_path(self.dataset)
             files = {"events": root / "events.csv", "covariates": root / "covariates.csv",
-                     "sites": root / "sites.csv", "panel": root / "panel.csv"}
+                     "sites": root / "sites.csv", "panel": root / "panel.csv",
+                     "waves": self.waves or root / "waves.csv"}
             return {k: v for k, v in files.items() if v.exists()}
         files = {"events": self.events, "covariates": self.covariates, "sites": self.sites,
-                 "panel": self.panel}
+                 "panel": self.panel, "waves": self.waves}
         return {k: v for k, v in files.items() if v is not None}
 
 
@@ -228,7 +237,7 @@ def load_spec(spec: str | Path | dict) -> ReportSpec:
                                     f"unknown dataset {values['dataset']!r} (allowed: "
                                     f"{', '.join(DATASETS)})"))
     files: dict[str, Path | None] = {}
-    for role in ("events", "covariates", "sites", "panel"):
+    for role in ("events", "covariates", "sites", "panel", "waves"):
         v = values["covariate_log" if role == "covariates" else role]
         if not isinstance(v, str):
             files[role] = None
@@ -251,6 +260,7 @@ def load_spec(spec: str | Path | dict) -> ReportSpec:
         sections=tuple(values["sections"]), schemes=tuple(values["schemes"]),
         ties=values["ties"], test=values["test"], times=tuple(float(t) for t in values["times"]),
         discrete_formula=values["discrete_formula"], link=values["link"],
+        waves_formula=values["waves_formula"],
         seed=int(values["seed"]), source_bytes=data, source_name=name, **files,
     )
 
