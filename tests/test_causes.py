@@ -550,3 +550,34 @@ def test_cif_and_gray_on_shipped_history_match_r():
                                rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(_wide(at, "se", order), np.asarray(sf["std_err"])[:, 1:],
                                rtol=RTOL, atol=1e-12)
+
+
+# ------------------------------------------------------------------ report section
+def _report_text(tmp_path: Path, dataset: str, sections: list[str]) -> str:
+    from pypdf import PdfReader
+
+    from imrsurv.report.build import report
+
+    spec = {"study": {"title": "Causes"}, "data": {"dataset": dataset},
+            "analysis": {"group": "financing", "sections": sections}}
+    out = report(spec, tmp_path / "r.pdf", command="test", progress=False)
+    return "\n".join(page.extract_text() for page in PdfReader(out).pages)
+
+
+def test_report_causes_section(tmp_path):
+    text = _report_text(tmp_path, "bond_causes", ["summary", "causes"])
+    assert "Causes of discontinuation" in text
+    assert "First discontinuations by cause: financing 6, priorities 5, workforce 10, unknown 5" \
+        in text.replace("\n", " ")
+    gray = cumulative_incidence(ims.datasets.load_bond_causes(), by="financing").gray.table
+    assert f"{gray.set_index('cause').loc['financing', 'statistic']:.2f}" in text  # 18.94
+    assert "Fine-Gray subdistribution hazard ratios" in text
+    assert "Gray RJ (1988)" in text and "Fine JP, Gray RJ (1999)" in text
+
+
+def test_report_causes_section_without_causes_says_so(tmp_path):
+    text = _report_text(tmp_path, "bond2014", ["summary", "causes"])
+    flat = " ".join(text.split())
+    assert "Causes of discontinuation" in flat
+    assert "could not be estimated on these data" in flat and "no cause column" in flat
+    assert "Data and validation" in flat  # the rest of the report is still written

@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import DataError
 from ..history import History, read_history
 from ..labels import label
-from . import figures, panel_markov_section
+from . import figures, panel_markov_section, section_causes
 from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
@@ -64,6 +64,7 @@ REFERENCES = {
             "sustainability of evidence-based practices in community mental health agencies. "
             "Adm Policy Ment Health 41:228-236.",
     **panel_markov_section.REFS,
+    **section_causes.REFERENCES,
 }
 
 
@@ -104,6 +105,7 @@ SECTION_TITLES = {
     "discrete": "Discrete-time hazards (annual interviews)",
     "frailty": "Site heterogeneity: shared gamma frailty",
     "panel_markov": panel_markov_section.TITLE,
+    "causes": section_causes.TITLE,
 }
 
 
@@ -132,7 +134,8 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
         "summary": _section_summary, "bond": _section_bond, "km": _section_km,
         "mcf": _section_mcf, "states": _section_states, "recurrent": _section_recurrent,
         "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty,
-        "panel_markov": panel_markov_section.section}
+        "panel_markov": panel_markov_section.section,
+        "causes": section_causes.section_causes}
     from tqdm.auto import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress

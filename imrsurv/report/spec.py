@@ -35,8 +35,8 @@ from typing import Any
 from ..errors import DataError, Problem
 
 SECTIONS = ("summary", "bond", "km", "mcf", "states", "recurrent", "ph", "discrete", "frailty",
-            "panel_markov")
-DEFAULT_SECTIONS = SECTIONS[:8]   # frailty and panel_markov only when asked for
+            "panel_markov", "causes")
+DEFAULT_SECTIONS = SECTIONS[:8]   # frailty, panel_markov and causes only when asked for
 SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw")
 TIES = ("efron", "breslow")
 LINKS = ("cloglog", "logit")
