@@ -254,8 +254,9 @@ class CumulativeIncidence:
                 d = sub[sub["cause"] == cause]
                 label = cause if g is None else f"{cause}, {g}"
                 color = colors[ci_ % len(colors)]
-                ax.step(d["time"], d["cif"], where="post", color=color,
-                        ls=styles[gi % len(styles)], label=label)
+                # one set of curves: causes differ in line style too (greyscale prints)
+                ls = styles[(ci_ if g is None else gi) % len(styles)]
+                ax.step(d["time"], d["cif"], where="post", color=color, ls=ls, label=label)
                 if ci:
                     ax.fill_between(d["time"], d["lower"].fillna(0), d["upper"].fillna(0),
                                     step="post", color=color, alpha=0.12, lw=0)
