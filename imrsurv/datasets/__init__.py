@@ -4,6 +4,8 @@
 built with :func:`imrsurv.read_history`; the ``*_panel()`` loaders return the annual
 interview panels as DataFrames for the discrete-time models.  Both datasets are
 (partly) SYNTHETIC: see the README.md next to the files (``data_path(name)``).
+``load_bond_causes()`` is bond2014 with a seeded, simulated ``cause`` on each
+discontinuation (financing, priorities, workforce, or empty = unknown).
 """
 
 from __future__ import annotations
