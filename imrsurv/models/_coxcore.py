@@ -553,11 +553,11 @@ def maximise(evaluate_at: Callable[[np.ndarray], Any], beta0: np.ndarray, max_it
     fac = _chol(st.info)
     if fac is None:
         raise SingularInformation(np.diag(st.info))
+    if not (np.isfinite(st.loglik) and np.all(np.isfinite(st.score))):
+        raise ArithmeticError("non-finite log-likelihood or score at the starting value")
     step = sla.cho_solve(fac, st.score)
     score_test = float(st.score @ step)
     loglik0 = best = st.loglik
-    if not np.isfinite(loglik0):
-        raise ArithmeticError("non-finite log-likelihood at beta = 0")
     oldbeta, beta = beta0, beta0 + step
     halving, converged, it = 0, False, 0
     for it in range(1, max_iter + 1):

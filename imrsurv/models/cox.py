@@ -801,8 +801,10 @@ def _fit_firth(pb: core.CoxProblem, max_iter: int, tol: float
 
 def _check_information(pb: core.CoxProblem, info: np.ndarray) -> None:
     """Columns with (numerically) no information at beta = 0: their variation within the
-    risk sets is below 1e-10 of their overall variation, so no fit can estimate them
-    (log det I, the Firth penalty, is then minus infinity).  Scale-free."""
+    risk sets is below 1e-10 of their overall variation, or the columns are (numerically)
+    linearly dependent within the risk sets (smallest eigenvalue of the correlation-scaled
+    information below 1e-10), so no fit can estimate them (log det I, the Firth penalty, is
+    then minus infinity).  Scale-free."""
     w = pb.weights
     var = (w @ (pb.x ** 2)) / w.sum()             # x is centred per stratum
     n_ev = max(float(pb.event.sum()), 1.0)
@@ -810,6 +812,9 @@ def _check_information(pb: core.CoxProblem, info: np.ndarray) -> None:
     flat = np.flatnonzero(rel < 1e-10)
     if flat.size:
         raise core.SingularInformation(np.where(rel < 1e-10, 0.0, np.diag(info)))
+    d = 1 / np.sqrt(np.diag(info))
+    if np.linalg.eigvalsh(info * d[:, None] * d[None, :]).min() < 1e-10:
+        raise core.SingularInformation(np.diag(info))   # dependent within the risk sets
 
 
 def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:

@@ -104,8 +104,10 @@ def evaluate_firth(pb: core.CoxProblem, beta: np.ndarray) -> FirthState:
     inv = sla.cho_solve(fac, np.eye(beta.size))
     # tr(I^-1 dI_r) for every r at once
     adj = np.einsum("ab,bar->r", inv, d)
-    return FirthState(st, st.loglik + 0.5 * logdet, st.score + 0.5 * adj, st.info, st.loglik,
-                      logdet)
+    score = st.score + 0.5 * adj
+    if not np.all(np.isfinite(score)):      # numerically singular I: not a usable point
+        return FirthState(st, -np.inf, np.full(beta.size, np.nan), st.info, st.loglik, logdet)
+    return FirthState(st, st.loglik + 0.5 * logdet, score, st.info, st.loglik, logdet)
 
 
 def evaluate_firth_newton(pb: core.CoxProblem, beta: np.ndarray) -> FirthState:
