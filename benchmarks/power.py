@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                        args.seed, args.workers, save=save))
         if args.old:
             out[-1]["old"] = run_old(args, save)
+            if args.save is None:
+                save.unlink(missing_ok=True)
     if "null" in runs:
         out.append(run("type-I error (49 sites)", {**base, "hr": 1.0}, ["ag", "pwp-tt"],
                        args.null_replicates, args.seed + 1, args.workers))
