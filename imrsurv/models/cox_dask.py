@@ -430,10 +430,11 @@ class DaskCoxResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """coef, exp(coef), se(coef)[, robust se], z, p and 95% limits (R summary.coxph)."""
-        from .cox import coef_table
+        """The standard summary (see :mod:`._result`): robust ``se`` when clustered."""
+        from ._result import coef_table
 
-        return coef_table(self.params, self.se, self.se_naive, self.cluster is not None)
+        return coef_table(self.params, self.se,
+                          se_naive=self.se_naive if self.cluster is not None else None)
 
     def __repr__(self) -> str:
         head = (f"<DaskCoxResult: n={self.n}, events={self.n_events}, {self.n_partitions} "

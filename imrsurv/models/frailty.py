@@ -54,6 +54,7 @@ from ..errors import DataError, NotEstimable
 from . import _coxcore as core
 from . import _frailty_newton as fn
 from ._result import ResultProtocol, coef_table, format_table
+from .cox_prepare import prepare
 from .design import required_columns
 
 __all__ = ["Frailty", "FrailtyResult", "fit_cox_frailty", "fit_frailty", "fit_gamma_frailty",
@@ -491,7 +492,6 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str | Frailty,
     :class:`~imrsurv.errors.NotEstimable` when the penalised information is
     singular.
     """
-    from . import cox
 
     problems = []
     if isinstance(frailty, Frailty):
@@ -515,7 +515,7 @@ def fit_cox_frailty(data: pd.DataFrame, formula: str, *, frailty: str | Frailty,
         q0 = int(data[frailty].nunique())
         _check_memory(len(data), len(required_columns(formula)), q0,
                       q0 > SPARSE_ABOVE if sparse is None else sparse)
-    prep = cox.prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
+    prep = prepare(data, formula, start=start, stop=stop, event=event, strata=strata,
                        ties=ties, weights=weights, offset=offset, missing=missing,
                        timefix=timefix, grouping={"frailty": [frailty]})
     frame, design, pb, notes = prep.frame, prep.design, prep.problem, prep.notes
