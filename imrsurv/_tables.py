@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -172,3 +173,21 @@ def parse_times(values: pd.Series) -> ParsedTimes:
 def display(values: pd.Series) -> np.ndarray:
     """Cells as the user wrote them, for messages."""
     return values.astype(str).str.strip().to_numpy(dtype=object)
+
+
+def site_time_key(labels: Any, values: np.ndarray, ok: np.ndarray, name: str
+                  ) -> tuple[pd.DataFrame, list[tuple[int, int, float]]]:
+    """Rows sorted by (site, ``name``) with repeats set aside (first one kept).
+
+    Returns the unique rows (columns ``site``, ``name``, ``i`` the row position)
+    and, for each repeat, ``(row, first row with that site and value, value)``,
+    so that the caller can name both lines in its message.
+    """
+    key = pd.DataFrame({"site": np.array(labels, dtype=object), name: values,
+                        "i": np.arange(len(values))})[ok]
+    key = key.sort_values(["site", name, "i"], kind="stable")
+    dup = key.duplicated(["site", name], keep="first").to_numpy()
+    first_of = key.drop_duplicates(["site", name]).set_index(["site", name])["i"]
+    repeats = [(int(r["i"]), int(first_of.loc[(r["site"], r[name])]), r[name])
+               for _, r in key[dup].iterrows()]
+    return key[~dup], repeats

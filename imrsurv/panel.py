@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._tables import missing_mask, read_table
+from ._tables import missing_mask, read_table, site_time_key
 from .errors import DataError, Problem, bad_argument
 
 DERIVED = ("at_risk", "event", "restart_at_risk", "restart_event")
@@ -101,15 +101,9 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
 
     # duplicates and gaps among rows with a site and a valid year
     ok = ~site_missing & ~bad_year
-    key = pd.DataFrame({"site": np.array(labels, dtype=object), "year": yr,
-                        "i": np.arange(len(frame))})[ok]
-    key = key.sort_values(["site", "year", "i"], kind="stable")
-    dup = key.duplicated(["site", "year"], keep="first").to_numpy()
-    first_of = key.drop_duplicates(["site", "year"]).set_index(["site", "year"])["i"]
-    for _, r in key[dup].iterrows():
-        j = first_of.loc[(r["site"], r["year"])]
-        add(int(r["i"]), f"duplicate {year} {int(r['year'])} (also at {where[j]})")
-    uniq = key[~dup]
+    uniq, repeats = site_time_key(labels, yr, ok, "year")
+    for i, j, v in repeats:
+        add(i, f"duplicate {year} {int(v)} (also at {where[j]})")
     same = uniq["site"].to_numpy()[1:] == uniq["site"].to_numpy()[:-1]
     step = np.diff(uniq["year"].to_numpy())
     for k in np.flatnonzero(same & (step > 1)):

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._tables import missing_mask, read_table
+from ._tables import missing_mask, read_table, site_time_key
 from .errors import ArgumentError, DataError, Problem, bad_argument
 
 __all__ = ["DEFAULT_STATES", "DEFAULT_TRANSITIONS", "Waves", "read_waves", "sample_waves",
@@ -246,15 +246,9 @@ def read_waves(waves_or_path: str | Path | pd.DataFrame, *, site: str = "site",
                    f"{states[code[i]]}, which is not absorbing")
 
     ok = ~site_missing & np.isfinite(t)
-    key = pd.DataFrame({"site": np.array(labels, dtype=object), "t": t,
-                        "i": np.arange(len(frame))})[ok]
-    key = key.sort_values(["site", "t", "i"], kind="stable")
-    dup = key.duplicated(["site", "t"], keep="first").to_numpy()
-    first_of = key.drop_duplicates(["site", "t"]).set_index(["site", "t"])["i"]
-    for _, r in key[dup].iterrows():
-        j = first_of.loc[(r["site"], r["t"])]
-        add(int(r["i"]), f"two interviews at {time} {r['t']:g} (also at {where[j]})")
-    uniq = key[~dup]
+    uniq, repeats = site_time_key(labels, t, ok, "t")
+    for i, j, v in repeats:
+        add(i, f"two interviews at {time} {v:g} (also at {where[j]})")
     counts = uniq.groupby("site", sort=False)["i"].transform("size").to_numpy()
     for i in uniq["i"].to_numpy()[counts == 1]:
         add(int(i), f"seen at one time only ({time} {t[i]:g}): a panel model needs at least "
