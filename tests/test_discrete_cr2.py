@@ -202,3 +202,23 @@ def test_separated_year_does_not_crash_and_is_flagged():
     assert sep and "Intercept" in sep[0] and "not meaningful" in sep[0]
     assert np.isfinite(res.se["team_size"]) and res.se["team_size"] > 0
     assert np.isfinite(res.summary.loc["team_size", "df"])
+
+
+def test_result_protocol():
+    """DiscreteTimeResult speaks the shared protocol (conf_int at its own level, pvalues,
+    print_summary, HTML, plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import imrsurv as ims
+
+    panel = ims.read_panel("datasets/bond2014/panel.csv")
+    res = ims.fit_discrete_time(panel, "C(year) + team_size", conf_level=0.9)
+    sm = res.summary
+    ci = res.conf_int(0.9)
+    assert list(ci.columns) == ["lower", "upper"]
+    np.testing.assert_allclose(ci["lower"], sm["lower 90%"])
+    np.testing.assert_allclose(res.pvalues, sm["p"])
+    assert "team_size" in res._repr_html_() and "Satterthwaite" in res._repr_html_()
+    ax = res.plot()
+    assert len(ax.get_yticklabels()) == len(sm)

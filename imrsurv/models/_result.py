@@ -147,8 +147,10 @@ def forest_plot(sm: pd.DataFrame, ax: Any = None, *, exponentiate: bool = True,
         _, ax = plt.subplots(figsize=(6, 0.45 * len(sm) + 1.2))
     notes = sm["note"] if "note" in sm.columns else pd.Series("", index=sm.index)
     ok = notes.to_numpy() == ""
-    cols = (["exp(coef)", "exp(lower 95%)", "exp(upper 95%)"] if exponentiate
-            else ["coef", "lower 95%", "upper 95%"])
+    pre = "exp(" if exponentiate else ""
+    lim = [next(c for c in sm.columns if c.startswith(f"{pre}{side} "))
+           for side in ("lower", "upper")]        # at the result's own level
+    cols = ["exp(coef)" if exponentiate else "coef", *lim]
     est, lo, hi = (sm[c].to_numpy(float) for c in cols)
     y = np.arange(len(sm))[::-1]
     ref = 1.0 if exponentiate else 0.0
@@ -206,8 +208,9 @@ class ResultProtocol:
         summary's reference distribution (normal, or t on its ``df``).
         """
         sm = self.summary  # type: ignore[attr-defined]
-        if np.isclose(level, 0.95):
-            out = sm[["lower 95%", "upper 95%"]].copy()
+        pct = f"{100 * level:g}%"
+        if f"lower {pct}" in sm.columns:
+            out = sm[[f"lower {pct}", f"upper {pct}"]].copy()
         else:
             b, se = sm["coef"], sm["se"]
             q = (stats.t.ppf(0.5 + level / 2, sm["df"]) if "df" in sm.columns

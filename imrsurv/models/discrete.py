@@ -54,6 +54,7 @@ from ..errors import DataError, Problem
 from ..formula import SAFE_CONTEXT
 from ..panel import DERIVED, read_panel
 from ._cr2 import glm_cluster_robust
+from ._result import ResultProtocol
 from .design import check_columns, safe_model_matrix
 
 _OUTCOMES = {"discontinue": ("at_risk", "event"), "restart": ("restart_at_risk", "restart_event")}
@@ -63,8 +64,8 @@ _TESTS = ("Satterthwaite", "naive-t", "z")
 
 
 @dataclass
-class DiscreteTimeResult:
-    """A fitted discrete-time hazard model."""
+class DiscreteTimeResult(ResultProtocol):
+    """A fitted discrete-time hazard model (the result protocol of :mod:`._result`)."""
 
     formula: str
     link: str
@@ -130,6 +131,9 @@ class DiscreteTimeResult:
         eta = np.asarray(X) @ self.params.to_numpy()
         h = 1 - np.exp(-np.exp(eta)) if self.link == "cloglog" else 1 / (1 + np.exp(-eta))
         return pd.Series(h, index=X.index, name="hazard")
+
+    def _header(self) -> str:
+        return str(self).split("\n  se:")[0]
 
     def __str__(self) -> str:
         what = "discontinuation" if self.outcome == "discontinue" else "restart"
