@@ -77,8 +77,11 @@ def test_term_not_estimable_is_said_not_printed_as_a_number(tmp_path):
             if re.match(r"\s*(AG|PWP-TT|PWP-GT|WLW)\s+Recent leadership change", line)]
     assert len(rows) == 8  # the Firth table (the default test) and the ordinary table
     assert all("not estimable" in r and "diverges (monotone" in r for r in rows[4:])
-    # no hazard ratio of 1e6 or more is printed as an estimate anywhere
-    numbers = [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?", body)]
+    # no hazard ratio of 1e6 or more is printed as an estimate anywhere before Provenance
+    # (whose SHA-256 digests of the temporary spec and data files can hold long digit runs)
+    results = body[:body.rindex("Provenance")]
+    numbers = [float(x) for x in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?",
+                                            results)]
     assert max(numbers) < 1e6
     assert "Not estimable in the ordinary fit: Recent leadership change (1 yr)" in " ".join(
         body.split())
