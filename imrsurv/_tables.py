@@ -191,3 +191,67 @@ def site_time_key(labels: Any, values: np.ndarray, ok: np.ndarray, name: str
     repeats = [(int(r["i"]), int(first_of.loc[(r["site"], r[name])]), r[name])
                for _, r in key[dup].iterrows()]
     return key[~dup], repeats
+
+
+def interval_bounds(df: pd.DataFrame, start: str, stop: str,
+                    bad: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(start, stop] as floats, reporting through ``bad(mask, message)`` every row whose
+    bound is not a finite number or whose stop is not after its start."""
+    t0 = pd.to_numeric(df[start], errors="coerce").to_numpy(float)
+    t1 = pd.to_numeric(df[stop], errors="coerce").to_numpy(float)
+    bad(~np.isfinite(t0), f"{start} is not a finite number")
+    bad(~np.isfinite(t1), f"{stop} is not a finite number")
+    for i in np.flatnonzero(np.isfinite(t0) & np.isfinite(t1) & (t1 <= t0)):
+        mask = np.zeros(len(t0), bool)
+        mask[i] = True
+        bad(mask, f"{stop} {t1[i]:g} is not after {start} {t0[i]:g}")
+    return t0, t1
+
+
+def site_labels(column: pd.Series) -> tuple[np.ndarray, list[str | None]]:
+    """Which rows lack a site, and each row's site label (None where missing).
+
+    Site ids are labels: "NA" or "None" is a site name; only an empty cell is missing.
+    """
+    missing = (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
+    labels = [None if m else str(s).strip() for s, m in zip(column, missing, strict=True)]
+    return missing, labels
+
+
+class RowProblems:
+    """Problems of a table's rows, each named by its line (``where``) and site.
+
+    Made from the site column: every row without a site is reported at once.
+    ``raise_if_any(title)`` raises one :class:`DataError` listing them in row order.
+    """
+
+    def __init__(self, src: str, where: Any, site_column: pd.Series, site_name: str):
+        self.src, self.where = src, where
+        self.site_missing, self.labels = site_labels(site_column)
+        self._rows: list[tuple[int, Problem]] = []
+        for i in np.flatnonzero(self.site_missing):
+            self.add(i, f"{site_name} is missing")
+
+    def add(self, i: int, message: str) -> None:
+        self._rows.append((int(i), Problem(self.src, str(self.where[i]), self.labels[i],
+                                           message)))
+
+    def raise_if_any(self, title: str) -> None:
+        if self._rows:
+            self._rows.sort(key=lambda ip: ip[0])
+            raise DataError([p for _, p in self._rows], title)
+
+
+def numeric_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Cells as floats (NaN where empty or not a number) and as the text the user wrote."""
+    values = pd.to_numeric(column.where(~pd.Series(missing_mask(column))), errors="coerce")
+    return values.to_numpy(float), column.astype(str).str.strip().to_numpy(object)
+
+
+def require_columns(df: pd.DataFrame, columns: list[Any], title: str) -> None:
+    """A DataError naming the absent ``columns`` and those the frame has."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError([Problem("data", None, None,
+                                 f"missing column(s) {', '.join(map(str, missing))} (have: "
+                                 f"{', '.join(map(str, df.columns))})")], title)

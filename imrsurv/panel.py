@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._tables import missing_mask, read_table, site_time_key
+from ._tables import RowProblems, missing_mask, numeric_cells, read_table, site_time_key
 from .errors import DataError, Problem, bad_argument
 
 DERIVED = ("at_risk", "event", "restart_at_risk", "restart_event")
@@ -66,25 +66,11 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
                                  f"panel lacks required column(s) {', '.join(missing)} "
                                  f"(columns: {have})")], "invalid panel")
     where = table.where
-    problems: list[tuple[int, Problem]] = []
+    rows = RowProblems(src, where, frame[site], site)
+    add, site_missing, labels = rows.add, rows.site_missing, rows.labels
 
-    # site ids are labels: "NA" or "None" is a site name; only an empty cell is missing
-    site_missing = (frame[site].isna() | frame[site].astype(str).str.strip().eq("")).to_numpy()
-    sites = frame[site].astype(str).str.strip().to_numpy(object) if frame[site].dtype == object \
-        else frame[site].to_numpy(object)
-    labels = [None if m else str(s) for s, m in zip(sites, site_missing, strict=True)]
-
-    def add(i: int, message: str) -> None:
-        problems.append((i, Problem(src, str(where[i]), labels[i], message)))
-
-    for i in np.flatnonzero(site_missing):
-        add(i, f"{site} is missing")
-
-    raw_year = frame[year]
-    yr = pd.to_numeric(raw_year.where(~pd.Series(missing_mask(raw_year))), errors="coerce")
-    yr = yr.to_numpy(float)
+    yr, shown = numeric_cells(frame[year])
     bad_year = ~np.isfinite(yr) | (yr != np.round(yr))
-    shown = raw_year.astype(str).str.strip().to_numpy(object)
     for i in np.flatnonzero(bad_year):
         add(i, f"{year} must be a whole number, got {shown[i]!r}")
 
@@ -123,9 +109,7 @@ def read_panel(panel_or_path: str | Path | pd.DataFrame, *, site: str = "site",
         for i in np.flatnonzero(np.isinf(num)):
             add(i, f"{c} {shown_c[i]} is not finite")
 
-    if problems:
-        problems.sort(key=lambda ip: ip[0])
-        raise DataError([p for _, p in problems], "invalid panel")
+    rows.raise_if_any("invalid panel")
 
     out = frame.copy()
     out[site] = np.array(labels, dtype=object) if not isinstance(panel_or_path, pd.DataFrame) \

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._tables import missing_mask, read_table, site_time_key
+from ._tables import RowProblems, missing_mask, numeric_cells, read_table, site_time_key
 from .errors import ArgumentError, DataError, Problem, bad_argument
 
 __all__ = ["DEFAULT_STATES", "DEFAULT_TRANSITIONS", "Waves", "read_waves", "sample_waves",
@@ -206,20 +206,9 @@ def read_waves(waves_or_path: str | Path | pd.DataFrame, *, site: str = "site",
         have = ", ".join(map(str, frame.columns)) or "none"
         raise DataError([Problem(src, None, None, f"wave table lacks required column(s) "
                                  f"{', '.join(missing)} (columns: {have})")], "invalid waves")
-    problems: list[tuple[int, Problem]] = []
-    site_missing = (frame[site].isna() | frame[site].astype(str).str.strip().eq("")).to_numpy()
-    labels = [None if m else str(s).strip() for s, m in zip(frame[site], site_missing,
-                                                             strict=True)]
-
-    def add(i: int, message: str) -> None:
-        problems.append((i, Problem(src, str(where[i]), labels[i], message)))
-
-    for i in np.flatnonzero(site_missing):
-        add(i, f"{site} is missing")
-    raw_t = frame[time]
-    t = pd.to_numeric(raw_t.where(~pd.Series(missing_mask(raw_t))), errors="coerce")
-    t = t.to_numpy(float)
-    shown_t = raw_t.astype(str).str.strip().to_numpy(object)
+    rows = RowProblems(src, where, frame[site], site)
+    add, site_missing, labels = rows.add, rows.site_missing, rows.labels
+    t, shown_t = numeric_cells(frame[time])
     for i in np.flatnonzero(~np.isfinite(t)):
         add(i, f"{time} must be a finite number (years), got {shown_t[i]!r}")
     st_text = frame[state].astype(str).str.strip().to_numpy(object)
@@ -284,9 +273,7 @@ def read_waves(waves_or_path: str | Path | pd.DataFrame, *, site: str = "site",
                             errors="coerce").to_numpy(float)
         for i in np.flatnonzero(np.isinf(num)):
             add(i, f"{c} {frame[c].iloc[i]} is not finite")
-    if problems:
-        problems.sort(key=lambda ip: ip[0])
-        raise DataError([p for _, p in problems], "invalid waves")
+    rows.raise_if_any("invalid waves")
 
     out = frame.drop(columns=[c for c in need]).copy()
     covs = tuple(str(c) for c in out.columns if c not in ("state_index", "obstype", "where"))

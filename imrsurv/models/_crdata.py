@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._tables import require_columns
 from ..errors import ArgumentError, DataError, Problem, bad_argument
 
 __all__ = ["ANY_CAUSE", "CAUSE_UNKNOWN", "CENSORED", "competing_risks_frame"]
@@ -74,12 +75,8 @@ def _from_history(hist: Any, by: str | None) -> pd.DataFrame:
 
 def _from_frame(df: pd.DataFrame, by: str | None, time: str, status: str, entry: str | None,
                 id: str, censored: object) -> pd.DataFrame:
-    need = [time, status] + ([entry] if entry else []) + ([by] if by else [])
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise DataError([Problem("data", None, None,
-                                 f"missing column(s) {', '.join(missing)} (have: "
-                                 f"{', '.join(map(str, df.columns))})")], "invalid input")
+    require_columns(df, [time, status] + ([entry] if entry else []) + ([by] if by else []),
+                    "invalid input")
     where = np.array([f"row {i}" for i in df.index], dtype=object)
     ids = (df[id].astype(str).to_numpy(dtype=object) if id in df.columns
            else np.array([str(i) for i in df.index], dtype=object))

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._tables import interval_bounds
 from ..errors import ArgumentError, DataError, Problem, bad_argument
 from ..waves import transition_pattern
 from .multistate import _aalen_johansen, _check_common, _check_times, _ci
@@ -63,12 +64,7 @@ def check_state_rows(data: pd.DataFrame, states: Sequence[str], allowed: np.ndar
             text = message(i) if callable(message) else message
             problems.append(Problem("data", where[i], str(sites[i]), text))
 
-    t0 = pd.to_numeric(df[start], errors="coerce").to_numpy(float)
-    t1 = pd.to_numeric(df[stop], errors="coerce").to_numpy(float)
-    bad(~np.isfinite(t0), f"{start} is not a finite number")
-    bad(~np.isfinite(t1), f"{stop} is not a finite number")
-    fin = np.isfinite(t0) & np.isfinite(t1)
-    bad(fin & (t1 <= t0), lambda i: f"{stop} {t1[i]:g} is not after {start} {t0[i]:g}")
+    t0, t1 = interval_bounds(df, start, stop, bad)
     bad(df[site].isna().to_numpy(), "site is missing")
     a = df[from_].astype(str).str.strip().to_numpy(dtype=object)
     b = df[to].astype(str).str.strip().to_numpy(dtype=object)

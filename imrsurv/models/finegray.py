@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._tables import interval_bounds
 from ..errors import ArgumentError, DataError, Problem, bad_argument, check_choice
 from ._crdata import ANY_CAUSE, CENSORED
 from .cox import CoxResult, fit_cox
@@ -70,12 +71,7 @@ def _check_layout(df: pd.DataFrame, start: str, stop: str, status: str, id: str,
         for i in np.flatnonzero(mask):
             problems.append(Problem("data", where[i], str(ids[i]), message))
 
-    t0 = pd.to_numeric(df[start], errors="coerce").to_numpy(float)
-    t1 = pd.to_numeric(df[stop], errors="coerce").to_numpy(float)
-    bad(~np.isfinite(t0), f"{start} is not a finite number")
-    bad(~np.isfinite(t1), f"{stop} is not a finite number")
-    fin = np.isfinite(t0) & np.isfinite(t1)
-    bad(fin & (t1 <= t0), f"{stop} must be after {start}")
+    t0, t1 = interval_bounds(df, start, stop, bad)
     raw = df[status]
     miss = raw.isna().to_numpy() | raw.astype(str).str.strip().eq("").to_numpy()
     bad(miss, f"{status} is missing (give a cause or {censored!r})")

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._tables import require_columns
 from ..errors import DataError, Problem
 
 _BLOCK_CELLS = 2_000_000  # influence-matrix cells held at once
@@ -39,12 +40,8 @@ _BLOCK_CELLS = 2_000_000  # influence-matrix cells held at once
 def _prepare(data: pd.DataFrame, start, stop, event, id, by=None) -> tuple[pd.DataFrame, list]:
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a DataFrame, got {type(data).__name__}")
-    cols = [c for c in (start, stop, event, id, by) if c is not None]
-    missing = [c for c in cols if c not in data.columns]
-    if missing:
-        raise DataError([Problem("data", None, None,
-                                 f"missing column(s) {', '.join(map(str, missing))} (have: "
-                                 f"{', '.join(map(str, data.columns))})")], "invalid MCF data")
+    require_columns(data, [c for c in (start, stop, event, id, by) if c is not None],
+                    "invalid MCF data")
     where = np.array([f"row {i}" for i in data.index], dtype=object)
     d = pd.DataFrame({
         "start": (pd.to_numeric(data[start], errors="coerce") if start is not None
