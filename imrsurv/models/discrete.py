@@ -88,6 +88,8 @@ class DiscreteTimeResult(ResultProtocol):
     test: str = "Satterthwaite"  # "Satterthwaite", "naive-t" or "z"
     df: pd.Series | None = None  # degrees of freedom of the t reference (None for z)
     df_satterthwaite: pd.Series | None = None  # Satterthwaite df of vcov_type, always computed
+    time_col: str = "year"  # the panel's period (interview year) column
+    periods: tuple = ()  # the sorted periods present among the site-years fitted
 
     @property
     def ratio_name(self) -> str:
@@ -132,6 +134,38 @@ class DiscreteTimeResult(ResultProtocol):
         h = 1 - np.exp(-np.exp(eta)) if self.link == "cloglog" else 1 / (1 + np.exp(-eta))
         return pd.Series(h, index=X.index, name="hazard")
 
+    @property
+    def separated_terms(self) -> list[str]:
+        """Terms flagged as possibly separated (runaway coefficient; see the notes)."""
+        return separated_terms(self.params, self.se_naive)
+
+    def predict_survival(self, profile, periods=None, *, conf_level: float | None = None,
+                         conf_type: str = "log-log", vcov: str | None = None,
+                         reference: str = "normal") -> pd.DataFrame:
+        """Survival ``S(t) = prod_{k <= t} (1 - h_k)`` for a covariate profile or path, with
+        delta-method se and limits; see :func:`imrsurv.models.discrete_predict.predict_survival`.
+        """
+        from .discrete_predict import predict_survival
+
+        return predict_survival(self, profile, periods, conf_level=conf_level,
+                                conf_type=conf_type, vcov=vcov, reference=reference)
+
+    def restricted_mean(self, profile, horizon, *, conf_level: float | None = None,
+                        vcov: str | None = None, reference: str = "normal") -> pd.DataFrame:
+        """Expected number of interviews up to ``horizon`` at which the programme is still
+        running, ``sum_{k <= horizon} S(k)``; see
+        :func:`imrsurv.models.discrete_predict.restricted_mean`."""
+        from .discrete_predict import restricted_mean
+
+        return restricted_mean(self, profile, horizon, conf_level=conf_level, vcov=vcov,
+                               reference=reference)
+
+    def plot_survival(self, pred: pd.DataFrame, ax=None, **kwargs):
+        """Step curve of :meth:`predict_survival` output with its band; returns the Axes."""
+        from .discrete_predict import plot_survival
+
+        return plot_survival(pred, ax, **kwargs)
+
     def _header(self) -> str:
         return str(self).split("\n  se:")[0]
 
@@ -148,6 +182,12 @@ class DiscreteTimeResult(ResultProtocol):
         return head + body + "\nNotes:\n" + "\n".join(f"  - {n}" for n in self.notes)
 
     __repr__ = __str__
+
+
+def separated_terms(params: pd.Series, se_naive: pd.Series) -> list[str]:
+    """Terms with a runaway coefficient (|coef| > 15 and model-based se > 100): the sign
+    of separation (a level or year without events, or with only events)."""
+    return [str(t) for t in params.index[(params.abs() > 15) & (se_naive > 100)]]
 
 
 def _split_formula(formula: str, response: str) -> str:
@@ -249,6 +289,7 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
     else:
         pp = read_panel(panel)
     risk_col, y_col = _OUTCOMES[outcome]
+    time_col = str(pp.attrs.get("year", "year"))
     if cluster not in pp.columns:
         raise DataError([Problem("panel", None, None, f"cluster column {cluster!r} not found")],
                         "invalid panel")
@@ -328,7 +369,7 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
     if not fit.converged:
         notes.append("IRLS did not converge")
     # separation: years (or levels) with no events give runaway coefficients
-    big = params.index[(params.abs() > 15) & (se_naive > 100)]
+    big = separated_terms(params, se_naive)
     if len(big):
         notes.append("possible separation (no events in some level): "
                      + ", ".join(map(str, big)) + "; their cluster-robust se, t/z and "
@@ -339,7 +380,8 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
         cov=cov, conf_level=conf_level, nobs=len(used), n_events=n_events, n_sites=G,
         loglik=float(fit.llf), deviance=float(fit.deviance), notes=notes,
         dropped=dropped_rows, model=fit, model_spec=X.model_spec, vcov_type=vcov, test=test,
-        df=df, df_satterthwaite=df_satt)
+        df=df, df_satterthwaite=df_satt, time_col=time_col,
+        periods=tuple(sorted(used[time_col].unique().tolist())) if time_col in used else ())
 
 
 def _inference_notes(vcov: str, test: str, cluster: str, G: int, df_satt: pd.Series) -> list[str]:
