@@ -68,6 +68,15 @@ def _fitted_periods(res: DiscreteTimeResult) -> np.ndarray:
     return np.asarray(res.periods)
 
 
+def _show(v: Any) -> str:
+    """A period as the user would write it (``2``, not ``np.int64(2)``)."""
+    if isinstance(v, (np.integer, np.floating)):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return repr(v) if isinstance(v, str) else str(v)
+
+
 def _span(fitted: np.ndarray) -> str:
     return f"{fitted[0]}-{fitted[-1]}" if len(fitted) > 1 else str(fitted[0])
 
@@ -91,7 +100,7 @@ def _check_periods(res: DiscreteTimeResult, periods: Iterable[Any] | None) -> np
             bad.append(v)
     if bad:
         raise DataError([_problem(
-            f"{res.time_col} {v!r} is not a fitted period ({res.time_col}s "
+            f"{res.time_col} {_show(v)} is not a fitted period ({res.time_col}s "
             f"{_span(fitted)} with site-years at risk): the model has no hazard there "
             "(a C(year) baseline has no such level; a smooth or linear term would be "
             "extrapolated), so survival through it is not estimated") for v in bad],
@@ -128,10 +137,10 @@ def _profile_rows(res: DiscreteTimeResult, profile: Mapping[str, Any] | pd.DataF
     problems = []
     dup = pd.Series(per).duplicated(keep="first").to_numpy()
     for i in np.flatnonzero(dup):
-        problems.append(f"row {i + 1}: {tc} {profile[tc].iloc[i]!r} appears twice")
+        problems.append(f"row {i + 1}: {tc} {_show(profile[tc].iloc[i])} appears twice")
     fitted = set(np.asarray(res.periods, float).tolist())
     for i in np.flatnonzero(~np.isin(per, list(fitted))):
-        problems.append(f"row {i + 1}: {tc} {profile[tc].iloc[i]!r} is not a fitted period "
+        problems.append(f"row {i + 1}: {tc} {_show(profile[tc].iloc[i])} is not a fitted period "
                         f"({_span(np.asarray(res.periods))})")
     lacking = [p for p in needed if float(p) not in set(per.tolist())]
     if lacking:
