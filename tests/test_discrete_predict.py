@@ -247,6 +247,27 @@ def test_separated_term_gives_nan_and_a_note(panel):
     assert any("from year 4 on" in n for n in mixed.attrs["notes"])
 
 
+def test_unseen_level_is_refused_not_coded_as_reference(panel):
+    res = fit_discrete_time(panel, "C(year) + C(training) + team_size")
+    with pytest.raises(DataError, match="categories outside"):
+        res.predict_survival({"training": 5, "team_size": 4})
+    with pytest.raises(DataError, match="categories outside"):
+        res.hazard(pd.DataFrame({"year": [1], "training": [5], "team_size": [4]}))
+    assert res.predict_survival({"training": 1, "team_size": 4})["se"].notna().all()
+
+
+def test_survival_of_exactly_one_has_no_limits(fit):
+    """A hazard that underflows to 0 (S = 1 exactly): no log-log interval; NaN + note."""
+    b = fit.params.copy()
+    b["Intercept"] = -800.0  # exp(-800) = 0 in double precision; se_naive keeps it unflagged
+    flat = dataclasses.replace(fit, params=b)
+    assert flat.separated_terms == []
+    pred = flat.predict_survival(FIXED, periods=[1])
+    assert pred["survival"].iloc[0] == 1.0
+    assert pred[["lower 95%", "upper 95%"]].isna().all().all()
+    assert any("exactly 1 or 0" in n for n in pred.attrs["notes"])
+
+
 # -- (e) a covariate path ----------------------------------------------------------------
 
 def test_covariate_path_differs_and_equals_hand_product(fit):

@@ -129,7 +129,13 @@ class DiscreteTimeResult(ResultProtocol):
     def hazard(self, newdata: pd.DataFrame) -> pd.Series:
         """Predicted yearly hazard for rows of ``newdata`` (same columns as the panel)."""
         check_columns(self.formula, newdata, "new data")
-        X = self.model_spec.get_model_matrix(newdata, context=SAFE_CONTEXT)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # formulaic only warns of an unseen level
+                X = self.model_spec.get_model_matrix(newdata, context=SAFE_CONTEXT)
+        except Exception as exc:
+            raise DataError([Problem("new data", None, None, f"cannot code the new data with "
+                                     f"the fit's formula: {exc}")], "invalid new data") from None
         eta = np.asarray(X) @ self.params.to_numpy()
         h = 1 - np.exp(-np.exp(eta)) if self.link == "cloglog" else 1 / (1 + np.exp(-eta))
         return pd.Series(h, index=X.index, name="hazard")

@@ -34,6 +34,7 @@ S(k)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -165,7 +166,10 @@ def _design(res: DiscreteTimeResult, frame: pd.DataFrame) -> np.ndarray:
         raise DataError([_problem(f"missing value of {c!r} at {res.time_col} {t}")
                          for c, t in miss], "invalid profile")
     try:
-        X = res.model_spec.get_model_matrix(frame, context=SAFE_CONTEXT)
+        with warnings.catch_warnings():
+            # formulaic only warns of an unseen level and codes it as the reference level
+            warnings.simplefilter("error")
+            X = res.model_spec.get_model_matrix(frame, context=SAFE_CONTEXT)
     except Exception as exc:  # an unseen factor level, a string in a numeric column, ...
         raise DataError([_problem(f"cannot code the profile with the fit's formula: {exc}")],
                         "invalid profile") from None
