@@ -228,6 +228,14 @@ def _curve(res: DiscreteTimeResult, X: np.ndarray, V: np.ndarray):
     return h, log_s, grad, uses_sep | bad_v
 
 
+def _unusable_reason(res: DiscreteTimeResult) -> str:
+    if res.separated_terms:
+        return ("the design there uses possibly separated term(s) "
+                + ", ".join(res.separated_terms) + " whose runaway coefficient has no "
+                "meaningful variance (the survival shown is the boundary estimate)")
+    return "the covariance matrix has non-finite entries"
+
+
 def _limits(s: np.ndarray, se_log: np.ndarray, q: float, conf_type: str):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if conf_type == "log-log":
@@ -322,10 +330,8 @@ def predict_survival(res: DiscreteTimeResult, profile: Mapping[str, Any] | pd.Da
     no_se = unusable | ~np.isfinite(var) | (var < 0)
     if unusable.any():
         first = needed[np.argmax(unusable)]
-        notes.append(f"se and limits are NaN from {res.time_col} {first} on: the design "
-                     "there uses possibly separated term(s) "
-                     + ", ".join(res.separated_terms) + " whose runaway coefficient has no "
-                     "meaningful variance (the survival shown is the boundary estimate)")
+        notes.append(f"se and limits are NaN from {res.time_col} {first} on: "
+                     + _unusable_reason(res))
     degenerate = (s >= 1.0) | (s <= 0.0)
     if (degenerate & ~no_se).any() or (~np.isfinite(lo) | ~np.isfinite(hi))[~no_se].any():
         notes.append("limits are NaN where the survival is exactly 1 or 0 (a hazard that "
@@ -369,8 +375,7 @@ def restricted_mean(res: DiscreteTimeResult, profile: Mapping[str, Any] | pd.Dat
                  f"{res.time_col}s up to {report[0]}: the expected number of those interviews "
                  "at which the programme is still running; limits RM -/+ q se, clipped")
     if unusable.any() or not np.isfinite(var) or var < 0:
-        notes.append("se and limits are NaN: the curve uses possibly separated term(s) "
-                     + (", ".join(res.separated_terms) or "(non-finite covariance)"))
+        notes.append("se and limits are NaN: " + _unusable_reason(res))
         se, lo, hi = np.nan, np.nan, np.nan
     else:
         se = float(np.sqrt(var))
