@@ -292,6 +292,8 @@ class TransitionsResult(ResultProtocol):
     ties: str = "efron"
     cluster: str | None = "site"
     recent_window: float = 1.0
+    state_names: tuple[str, ...] = STATES
+    required: tuple[str, ...] = TRANSITIONS  # transitions a prediction needs
     _baseline: _Baseline | None = field(default=None, init=False, repr=False)
 
     @property
@@ -300,7 +302,13 @@ class TransitionsResult(ResultProtocol):
 
     @property
     def states(self) -> tuple[str, ...]:
-        return STATES
+        return self.state_names
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """(from, to) state positions of each fitted transition, in ``fits`` order."""
+        pos = {s: i for i, s in enumerate(self.state_names)}
+        return [(pos[a], pos[b]) for a, b in (n.split("->") for n in self.fits)]
 
     @property
     def last_time(self) -> float:
@@ -443,9 +451,11 @@ class TransitionsResult(ResultProtocol):
     # -- prediction ---------------------------------------------------------------
 
     def _require_all(self) -> None:
-        missing = [t for t in TRANSITIONS if t not in self.fits]
+        missing = [t for t in self.required if t not in self.fits]
         if missing:
-            raise DataError([f"state probabilities need all three transitions; "
+            what = "all three transitions" if len(self.required) == 3 else \
+                f"all {len(self.required)} declared transitions"
+            raise DataError([f"state probabilities need {what}; "
                              f"{', '.join(missing)} {'was' if len(missing) == 1 else 'were'} "
                              "not fitted"], title="cannot predict")
 
@@ -469,6 +479,35 @@ class TransitionsResult(ResultProtocol):
     def _profile_lp(self, profile: Mapping[str, Any] | pd.DataFrame, grid: np.ndarray
                     ) -> np.ndarray:
         """Linear predictor of each transition at each grid time, (K, n_transitions)."""
+        prof, pos = self._profile_rows(profile, grid)
+        lp = np.empty((grid.size, len(self.fits)))
+        for j, x in enumerate(self._profile_designs(prof)):
+            lp[:, j] = (x @ self.fits_params[j])[pos]
+        return lp
+
+    @property
+    def fits_params(self) -> list[np.ndarray]:
+        return [fit.params.to_numpy() for fit in self.fits.values()]
+
+    def profile_design(self, profile: Mapping[str, Any] | pd.DataFrame, grid: np.ndarray
+                       ) -> list[np.ndarray]:
+        """Each transition's design row in force at each grid time, [(K, p_j)]."""
+        prof, pos = self._profile_rows(profile, grid)
+        return [x[pos] for x in self._profile_designs(prof)]
+
+    def _profile_designs(self, prof: pd.DataFrame) -> list[np.ndarray]:
+        out = []
+        for fit in self.fits.values():
+            try:
+                out.append(fit._design.transform(prof))
+            except Exception as exc:  # formulaic: unseen factor level, bad type, ...
+                raise DataError([f"cannot code the profile for {fit.formula}: {exc}"],
+                                title="invalid profile") from exc
+        return out
+
+    def _profile_rows(self, profile: Mapping[str, Any] | pd.DataFrame, grid: np.ndarray
+                      ) -> tuple[pd.DataFrame, np.ndarray]:
+        """The profile's rows and, per grid time, the row in force there."""
         if isinstance(profile, Mapping):
             prof = pd.DataFrame([dict(profile)])
             if "time" in prof.columns:
@@ -492,15 +531,7 @@ class TransitionsResult(ResultProtocol):
                     problems.append(f'profile column "{c}" has missing values')
         if problems:
             raise DataError(list(dict.fromkeys(problems)), title="invalid profile")
-        lp = np.empty((grid.size, len(self.fits)))
-        for j, fit in enumerate(self.fits.values()):
-            try:
-                x = fit._design.transform(prof)
-            except Exception as exc:  # formulaic: unseen factor level, bad type, ...
-                raise DataError([f"cannot code the profile for {fit.formula}: {exc}"],
-                                title="invalid profile") from exc
-            lp[:, j] = (x @ fit.params.to_numpy())[pos]
-        return lp
+        return prof, pos
 
     def _profile_path(self, profile: pd.DataFrame, grid: np.ndarray
                       ) -> tuple[pd.DataFrame, np.ndarray]:
@@ -542,6 +573,35 @@ class TransitionsResult(ResultProtocol):
         base = self._baseline_increments()
         lp = self._profile_lp(profile, base.times)
         return base.times, base.dh * np.exp(lp)
+
+    def initial(self, p0: Sequence[float] | None = None) -> np.ndarray:
+        """The initial distribution: ``p0`` checked, or all mass on the first state."""
+        n_s = len(self.state_names)
+        start = np.eye(n_s)[0] if p0 is None else np.asarray(p0, float)
+        if start.shape != (n_s,) or not np.all(np.isfinite(start)) or np.any(start < 0) or \
+                abs(start.sum() - 1) > 1e-9:
+            raise DataError([f"p0 must be {n_s} non-negative probabilities summing to 1 "
+                             f"({', '.join(self.state_names)}), got {p0!r}"],
+                            title="invalid argument")
+        return start
+
+    def predict(self, profile: Mapping[str, Any] | pd.DataFrame,
+                times: Iterable[float] | None = None, *, horizon: float | None = None,
+                conf_level: float = 0.95, conf_type: str = "log",
+                method: str = "aalen-johansen", p0: Sequence[float] | None = None) -> Any:
+        """State probabilities, cumulative hazards, survival and expected years with errors.
+
+        See :func:`imrsurv.models.predictions.predict_transitions`: the
+        arguments of :meth:`predict_state_probabilities`, plus ``horizon``
+        (expected years in each state up to it), ``conf_level`` and
+        ``conf_type``. Standard errors are the infinitesimal jackknife by site.
+        Returns a :class:`~imrsurv.models.predictions.TransitionPrediction`.
+        """
+        from imrsurv.models.predictions import predict_transitions  # noqa: PLC0415
+
+        return predict_transitions(self, profile, times, horizon=horizon,
+                                   conf_level=conf_level, conf_type=conf_type, method=method,
+                                   p0=p0)
 
     def predict_cumulative_hazards(self, profile: Mapping[str, Any] | pd.DataFrame,
                                    times: Iterable[float]) -> pd.DataFrame:
@@ -601,20 +661,16 @@ class TransitionsResult(ResultProtocol):
         if method not in METHODS:
             raise DataError([f'method must be "aalen-johansen" or "exp", not {method!r}'],
                             title="invalid argument")
-        start = np.array([1.0, 0.0, 0.0]) if p0 is None else np.asarray(p0, float)
-        if start.shape != (3,) or not np.all(np.isfinite(start)) or np.any(start < 0) or \
-                abs(start.sum() - 1) > 1e-9:
-            raise DataError([f"p0 must be 3 non-negative probabilities summing to 1 "
-                             f"(sustained, discontinued, restarted), got {p0!r}"],
-                            title="invalid argument")
+        start = self.initial(p0)
+        n_s = len(self.state_names)
         grid, da = self._increments(profile)
         t_end = self.last_time
         if times is None:
             t = np.unique(np.r_[0.0, grid, t_end])
         else:
             t = _check_times(times)
-        mats = _transition_matrices(da, [_INDEX[name] for name in self.fits], method)
-        path = start @ _prefix_products(mats) if grid.size else np.empty((0, 3))
+        mats = _transition_matrices(da, self.pairs, method, n_s)
+        path = start @ _prefix_products(mats) if grid.size else np.empty((0, n_s))
         idx = np.searchsorted(grid, t, side="right") - 1
         p = np.where(idx[:, None] >= 0, path[np.maximum(idx, 0)], start)
         beyond = t > t_end
@@ -623,13 +679,15 @@ class TransitionsResult(ResultProtocol):
                           "give NaN: predictions are not extrapolated", stacklevel=2)
             p[beyond] = np.nan
         out = pd.DataFrame({
-            "time": np.repeat(t, 3),
-            "state": pd.Categorical(np.tile(STATES, t.size), categories=list(STATES)),
+            "time": np.repeat(t, n_s),
+            "state": pd.Categorical(np.tile(self.state_names, t.size),
+                                    categories=list(self.state_names)),
             "probability": p.reshape(-1),
         })
         form = "prod (I + dA)" if method == "aalen-johansen" else "prod exp(dA)"
         out.attrs["notes"] = [
-            f"Product integral {form} over {grid.size} event times of the three transitions; "
+            f"Product integral {form} over {grid.size} event times of the "
+            f"{len(self.fits)} transitions; "
             f"baseline hazards from the {self.ties.capitalize()} estimator (R survfit.coxph)."]
         return out
 
@@ -649,9 +707,9 @@ def _check_times(times: Iterable[float]) -> np.ndarray:
     return t
 
 
-def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: str
-                         ) -> np.ndarray:
-    """(K, 3, 3) one-step matrices ``I + dA`` or ``exp(dA)`` from per-transition increments.
+def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: str,
+                         n_states: int = 3) -> np.ndarray:
+    """(K, S, S) one-step matrices ``I + dA`` or ``exp(dA)`` from per-transition increments.
 
     Rows of ``I + dA`` always sum to 1, so the probabilities do too. Where a
     state's increments sum past 1 (a large hazard ratio times a baseline
@@ -660,12 +718,13 @@ def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: s
     to 0 instead, so the two differ only there.
     """
     k = da.shape[0]
-    gen = np.zeros((k, 3, 3))
+    gen = np.zeros((k, n_states, n_states))
+    diag = np.arange(n_states)
     for j, (a, b) in enumerate(pairs):
         gen[:, a, b] += da[:, j]
     out_rate = gen.sum(axis=2)
     if method == "exp":
-        gen[:, np.arange(3), np.arange(3)] = -out_rate
+        gen[:, diag, diag] = -out_rate
         return _expm(gen)
     if np.any(out_rate > 1):
         warnings.warn(f"{int((out_rate > 1).any(axis=1).sum())} event time(s) have a "
@@ -673,7 +732,7 @@ def _transition_matrices(da: np.ndarray, pairs: list[tuple[int, int]], method: s
                       "a negative diagonal there and some probabilities may fall outside "
                       '[0, 1] (R clamps the diagonal at 0 instead, and its probabilities '
                       'stop summing to 1): consider method="exp"', stacklevel=3)
-    gen[:, np.arange(3), np.arange(3)] = 1.0 - out_rate
+    gen[:, diag, diag] = 1.0 - out_rate
     return gen
 
 
