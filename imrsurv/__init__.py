@@ -36,6 +36,7 @@ _LAZY = {
     "gray_test": ".models.gray", "GrayTest": ".models.gray",
     "competing_risks_frame": ".models.causes", "cause_state_probabilities": ".models.causes",
     "state_occupation": ".models.custom_states",
+    "fit_state_transitions": ".models.state_transitions",
     "plot_state_occupation": ".models.custom_states",
     "fit_fine_gray": ".models.finegray", "finegray_frame": ".models.finegray",
     "FineGrayResult": ".models.finegray",

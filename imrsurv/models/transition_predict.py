@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from imrsurv.errors import NotEstimable
 
@@ -168,26 +169,28 @@ def influence_of(fi: FitInfluence, a: np.ndarray, xprof: np.ndarray, n_units: in
     out = np.zeros((n_units, F))
     if K == 0 or F == 0:
         return out
+    n = fi.stop.size
     # deaths: D_c alpha + S0d_c gamma
     dr = fi.death_rows
-    coef = (fi.w[dr] * fi.alpha[fi.death_k] + fi.risk[dr] * fi.gamma[fi.death_k])
-    contrib = coef[:, None] * a[fi.death_k]
-    for f in range(F):
-        out[:, f] += np.bincount(fi.unit[dr], contrib[:, f], minlength=n_units)
+    coef = fi.w[dr] * fi.alpha[fi.death_k] + fi.risk[dr] * fi.gamma[fi.death_k]
+    out += _by_unit(fi.unit[dr], coef, n_units) @ a[fi.death_k]
     # at risk: - S0_c b2, summed over each row's (start, stop] event times
     cum = np.vstack([np.zeros(F), np.cumsum(fi.b2[:, None] * a, axis=0)])
     hi = np.searchsorted(fi.times, fi.stop, side="right")
     lo = np.searchsorted(fi.times, fi.start, side="right")
     step = max(1, int(2e7 // max(F, 1)))
-    for s in range(0, fi.stop.size, step):
+    for s in range(0, n, step):
         sl = slice(s, s + step)
-        part = fi.risk[sl, None] * (cum[hi[sl]] - cum[lo[sl]])
-        for f in range(F):
-            out[:, f] -= np.bincount(fi.unit[sl], part[:, f], minlength=n_units)
+        out -= _by_unit(fi.unit[sl], fi.risk[sl], n_units) @ (cum[hi[sl]] - cum[lo[sl]])
     # coefficients: (sum_k a_k (H_k + dlam_k (x_k - center)))' IF(beta)
     m = a.T @ (fi.h + fi.dlam[:, None] * (xprof - fi.center))  # (F, p)
     out += fi.if_beta @ m.T
     return out
+
+
+def _by_unit(unit: np.ndarray, weight: np.ndarray, n_units: int) -> sparse.csr_matrix:
+    """Sparse (n_units, len(unit)) matrix summing weighted rows into their units."""
+    return sparse.csr_matrix((weight, (unit, np.arange(unit.size))), shape=(n_units, unit.size))
 
 
 def exp_sensitivities(gen: np.ndarray, mats: np.ndarray, p0: np.ndarray,

@@ -375,7 +375,7 @@ class TransitionsResult(ResultProtocol):
         return out
 
     def _header(self) -> str:
-        return "Transition-specific Cox models (sustained / discontinued / restarted)"
+        return f"Transition-specific Cox models ({' / '.join(self.state_names)})"
 
     def summary_text(self) -> str:
         """The header, one coefficient table per transition, and the notes."""
@@ -407,7 +407,8 @@ class TransitionsResult(ResultProtocol):
         names = list(self.fits)
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 0.5 * len(terms) * len(names) ** 0.5 + 1.9))
-        styles = [("o", "black"), ("s", "white"), ("^", "0.6")]
+        styles = [("o", "black"), ("s", "white"), ("^", "0.6"), ("D", "white"), ("v", "0.3"),
+                  ("P", "0.8")]
         step = 0.7 / len(names)
         ok_all = sm["note"] == ""
         finite = sm.loc[ok_all, ["exp(lower 95%)", "exp(upper 95%)"]].to_numpy()
@@ -423,7 +424,7 @@ class TransitionsResult(ResultProtocol):
             hr = sub["exp(coef)"].to_numpy(float)
             lo_k = np.clip(sub["exp(lower 95%)"].to_numpy(float), left, right)
             hi_k = np.clip(sub["exp(upper 95%)"].to_numpy(float), left, right)
-            marker, face = styles[_INDEX_ORDER[name]]
+            marker, face = styles[_INDEX_ORDER.get(name, k) % len(styles)]
             ax.errorbar(hr[ok], y[ok], xerr=[hr[ok] - lo_k[ok], hi_k[ok] - hr[ok]], fmt=marker,
                         color="black", mfc=face, mec="black", ms=6, capsize=2, lw=1,
                         label=name.replace("->", " \u2192 "))
