@@ -239,7 +239,14 @@ def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     order = np.argsort(dk * np.int64(n) + dead, kind="stable")   # by event time, then row
     death_rows, death_k = dead[order], dk[order]
     evg = np.flatnonzero(has)
-    n_times = evg.size
+    return _finish_index(n, a, b, gtime[evg], gstrat[evg], death_rows, death_k, efron)
+
+
+def _finish_index(n: int, a: np.ndarray, b: np.ndarray, event_time: np.ndarray,
+                  event_stratum: np.ndarray, death_rows: np.ndarray, death_k: np.ndarray,
+                  efron: bool) -> RiskIndex:
+    """Counts of deaths per event time and the Efron pseudo-events (see :class:`RiskIndex`)."""
+    n_times = event_time.size
     d = np.bincount(death_k, minlength=n_times)
     tied = d[death_k] > 1
     pk, pfrac = np.arange(n_times), np.zeros(n_times)
@@ -250,7 +257,7 @@ def build_index(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
         pk = np.concatenate([pk, death_k[extra]])
         pfrac = np.concatenate([pfrac, j[extra] / d[death_k[extra]]])
         pcount = d
-    return RiskIndex(n=n, n_times=n_times, event_time=gtime[evg], event_stratum=gstrat[evg],
+    return RiskIndex(n=n, n_times=n_times, event_time=event_time, event_stratum=event_stratum,
                      a=a, b=b, death_rows=death_rows, death_k=death_k, d=d,
                      tied_rows=death_rows[tied], tied_k=death_k[tied], pk=pk, pfrac=pfrac,
                      pcount=pcount, n_extra=pk.size - n_times)
@@ -284,17 +291,27 @@ class CoxProblem:
     xd_sum: np.ndarray = field(init=False)
     wd: np.ndarray = field(init=False)
     mw: np.ndarray = field(init=False)
+    kernel_means: tuple[np.ndarray, np.ndarray] | None = field(init=False, default=None,
+                                                               repr=False)
 
     def __post_init__(self) -> None:
         ix = self.index
         self.unweighted = bool(np.all(self.weights == 1.0))
-        self.xd = np.asfortranarray(self.x[ix.death_rows])
-        self.xt = np.asfortranarray(self.x[ix.tied_rows])
+        self.xd = _take_rows(self.x, ix.death_rows)
+        self.xt = _take_rows(self.x, ix.tied_rows)
         self.wdead = self.weights[ix.death_rows]
         self.offd_sum = float(self.wdead @ self.offset[ix.death_rows])
         self.xd_sum = self.wdead @ self.xd
         self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)
         self.mw = (self.wd / ix.pcount)[ix.pk]
+
+
+def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]`` column-major, gathered column by column (faster than a 2-d fancy index)."""
+    out = np.empty((rows.size, x.shape[1]), order="F")
+    for j in range(x.shape[1]):
+        np.take(x[:, j], rows, out=out[:, j])
+    return out
 
 
 class ZeroLengthInterval(ValueError):
@@ -303,6 +320,63 @@ class ZeroLengthInterval(ValueError):
     def __init__(self, rows: np.ndarray):
         super().__init__("interval of effective length 0")
         self.rows = rows
+
+
+_TIMEFIX_TOL = float(np.finfo(float).eps) ** 0.5
+
+
+def _index_compiled(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
+                    strata: np.ndarray, efron: bool, timefix: bool
+                    ) -> tuple[np.ndarray, np.ndarray, int, RiskIndex] | None:
+    """:func:`aeq_times` and :func:`build_index` by the compiled walks of :mod:`._coxkernels`.
+
+    Only for fits of at least ``FAST_MIN_ROWS`` rows with the kernels available (else
+    None and the numpy path runs).  One sort of the 2n endpoints serves R's time fix
+    and the index.  Returns the (fixed) start and stop, the number of distinct times
+    merged and the index; all equal the numpy path's exactly (the tie decisions use
+    the same arithmetic, the rest is integer bookkeeping).
+    """
+    n = stop.size
+    kern = _kernels() if n >= FAST_MIN_ROWS else None
+    if kern is None:
+        return None
+    t = np.concatenate([start, stop])
+    order = np.argsort(t)
+    ts = np.sort(t)                # the values t[order], without a random gather
+    merged = 0
+    if timefix:
+        y = kern.distinct_finite(ts)
+        if y.size >= 2:
+            dy = np.diff(y)
+            tied = (dy <= _TIMEFIX_TOL) | (dy / np.mean(np.abs(y)) <= _TIMEFIX_TOL)
+            merged = int(tied.sum())
+            if merged:
+                t, ts = kern.fix_times(ts, order, y, tied)
+                start, stop = t[:n], t[n:]
+                zero = np.flatnonzero(stop <= start)
+                if zero.size:
+                    raise ZeroLengthInterval(zero)
+            del dy, tied
+        del y
+    if strata.min() == strata.max():
+        ss = np.empty(0, np.int64)
+        estrat_fill = np.int64(strata[0])
+    else:
+        s2 = np.concatenate([strata, strata]).astype(np.int64, copy=False)
+        order = _sort_endpoints(t, s2, False, order)
+        ss = s2[order]
+        del s2
+        estrat_fill = None
+        ts = t[order]
+    del t
+    ev = np.ascontiguousarray(event, dtype=bool)
+    a, b, etime, estrat, death_rows, death_k = kern.risk_ranges(ts, ss, order, ev,
+                                                                int(ev.sum()))
+    del order, ts, ss
+    if estrat_fill is not None:
+        estrat[:] = estrat_fill
+    index = _finish_index(n, a, b, etime, estrat, death_rows, death_k, efron)
+    return start, stop, merged, index
 
 
 def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.ndarray,
@@ -323,6 +397,14 @@ def make_problem(x: np.ndarray, start: np.ndarray, stop: np.ndarray, event: np.n
             centers[:, j] = np.bincount(strata, weights * x[:, j], minlength=n_strata)
         centers /= np.where(wsum > 0, wsum, 1.0)[:, None]
     merged, order = 0, None
+    fast = _index_compiled(start, stop, event, strata, efron, timefix)
+    if fast is not None:   # large fit: the compiled walks
+        start, stop, merged, index = fast
+        xc = np.asfortranarray(x - centers[strata] if n_strata > 1 else x - centers[0])
+        return CoxProblem(x=xc, centers=centers, weights=weights, offset=offset,
+                          strata=strata, n_strata=n_strata, index=index, start=start,
+                          stop=stop, event=event.astype(bool), efron=efron,
+                          n_time_merged=merged)
     if timefix:
         start, stop, order, merged = aeq_times(start, stop)
         if merged:
@@ -452,8 +534,65 @@ def _weighted_gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (xt * w) @ x
 
 
+# Fits of at least FAST_MIN_ROWS rows (and at most FAST_MAX_COLS columns) run the compiled
+# kernels of ._coxkernels when numba is installed (and IMRSURV_NO_NUMBA is unset): the
+# same formulas with the sums in another order, so the last bits differ from the numpy
+# code below, which smaller fits (power simulations) keep running bit for bit.
+FAST_MIN_ROWS = 50_000
+FAST_MAX_COLS = 16
+
+
+def _kernels() -> Any:
+    """The compiled-kernel module when it is usable, else None (imported on first need)."""
+    try:
+        from . import _coxkernels
+    except ImportError:  # pragma: no cover - the module itself imports numba lazily
+        return None
+    return _coxkernels if _coxkernels.AVAILABLE else None
+
+
+def use_kernels(pb: CoxProblem) -> bool:
+    """Whether ``pb`` is large enough for the compiled kernels and they are available."""
+    return (pb.index.n >= FAST_MIN_ROWS and 0 < pb.x.shape[1] <= FAST_MAX_COLS
+            and _kernels() is not None)
+
+
+def _stratum_means(pb: CoxProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Per-stratum unweighted means of the (centred) columns and of the offset, cached."""
+    if pb.kernel_means is None:
+        if pb.n_strata == 1:
+            means, off = pb.x.mean(0)[None, :], np.array([pb.offset.mean()])
+        else:
+            cnt = np.maximum(np.bincount(pb.strata, minlength=pb.n_strata), 1)
+            means = np.column_stack([np.bincount(pb.strata, pb.x[:, j], minlength=pb.n_strata)
+                                     for j in range(pb.x.shape[1])]) / cnt[:, None]
+            off = np.bincount(pb.strata, pb.offset, minlength=pb.n_strata) / cnt
+        pb.kernel_means = (means, off)
+    return pb.kernel_means
+
+
+def _evaluate_compiled(pb: CoxProblem, beta: np.ndarray, need_info: bool) -> CoxState:
+    """:func:`evaluate` by the fused kernels of :mod:`._coxkernels` (large fits)."""
+    ix = pb.index
+    beta = np.asarray(beta, float)
+    means, off_means = _stratum_means(pb)
+    shift = means @ beta + off_means      # the per-stratum mean of eta, as the numpy path
+    out = _kernels().evaluate_kernel(
+        pb.x, np.ascontiguousarray(beta), pb.offset, shift, pb.weights, pb.unweighted,
+        pb.strata, ix.a, ix.b, ix.n_times, pb.xt, ix.tied_rows, ix.tied_k, ix.extra_k,
+        np.ascontiguousarray(ix.extra_frac), pb.mw, ix.event_stratum, need_info)
+    loglik = float(pb.xd_sum @ beta + pb.offd_sum - out["logsum"])
+    score = pb.xd_sum - out["score_part"]
+    return CoxState(beta=beta, eta=out["eta"], shift=out["shift"], risk_u=out["risk_u"],
+                    loglik=loglik, score=score, info=out["info"], s0=out["s0"], s1=out["s1"],
+                    e0=out["e0"], e1=out["e1"], den=out["den"], abar=out["abar"],
+                    hj=out["hj"], c1=out["c1"], c2=out["c2"])
+
+
 def evaluate(pb: CoxProblem, beta: np.ndarray, need_info: bool = True) -> CoxState:
     """Log partial likelihood, score and information at ``beta``."""
+    if use_kernels(pb):
+        return _evaluate_compiled(pb, beta, need_info)
     ix = pb.index
     eta, shift, risk_u = _linear_predictor(pb, beta)
     r = risk_u if pb.unweighted else pb.weights * risk_u
@@ -621,6 +760,11 @@ def score_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:
     pseudo-event's hazard increment.  Returned column-major (n x p).
     """
     ix = pb.index
+    if use_kernels(pb):
+        return _kernels().score_residual_kernel(
+            pb.x, st.risk_u, ix.a, ix.b, st.c1, st.c2, st.hj, st.abar, ix.extra_k,
+            np.ascontiguousarray(ix.extra_frac), ix.pcount, ix.death_rows, ix.death_k,
+            ix.tied_rows, ix.tied_k)
     xhaz, mh2, smean = _death_terms(pb, st)
     hcum = _cum0(st.c1)
     dh = hcum[ix.b] - hcum[ix.a]

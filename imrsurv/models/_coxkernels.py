@@ -1,0 +1,418 @@
+"""Compiled (numba) kernels of the Cox engine for large fits.
+
+Same formulas as the vectorised numpy code of :mod:`._coxcore` (see its
+module docstring; R survival ``agfit4.c``), fused so that one Newton
+evaluation reads the design once per pass over the rows instead of once per
+``bincount``:
+
+1. ``eta_i = x_i'beta + offset_i``, per-stratum mean shift, ``r_i = w_i exp(eta_i - shift)``;
+2. one scatter of ``(r_i, r_i x_i)`` to the entry and exit event indices ``a_i, b_i``,
+   then the two-sided running sums giving ``S0_k, S1_k``;
+3. the Efron pseudo-events (``den_j, abar_j``), log-likelihood, score, ``c1, c2``;
+4. ``sum_i r_i (C[b_i] - C[a_i]) x_i x_i'`` (the S2 part of the information).
+
+Sums run in a different order than numpy's, so the last bits differ from the
+numpy path; :mod:`._coxcore` uses these kernels only at or above
+``FAST_MIN_ROWS`` rows, so smaller fits (power simulations) stay bit-identical.
+
+numba is optional: without it (``ImportError``), or with the environment variable
+``IMRSURV_NO_NUMBA=1``, :data:`AVAILABLE` is False and the numpy path runs.
+Kernels are compiled on first use and cached on disk when numba can write its
+cache (next to this file or in the user's cache directory); otherwise they are
+compiled once per process without a cache.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AVAILABLE", "evaluate_kernel", "score_residual_kernel"]
+
+
+def _disabled() -> bool:
+    return os.environ.get("IMRSURV_NO_NUMBA", "").strip() not in ("", "0")
+
+
+try:
+    if _disabled():
+        raise ImportError("IMRSURV_NO_NUMBA is set")
+    import numba
+except ImportError:
+    numba = None
+
+AVAILABLE = numba is not None
+
+
+def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``numba.njit`` with an on-disk cache where one can be written, else without."""
+    if numba is None:
+        return fn
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", numba.NumbaWarning)
+            return numba.njit(cache=True, nogil=True)(fn)
+    except (RuntimeError, OSError, numba.NumbaWarning):
+        # no writable cache location (read-only install): compile per process
+        return numba.njit(cache=False, nogil=True)(fn)
+
+
+@_jit
+def _riskset(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
+             shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
+             b: np.ndarray, n_times: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """eta, exp(eta - shift) and the running sums ``[S0 | S1]`` (n_times x (1 + p)).
+
+    One pass over the rows scatters ``(r_i, r_i x_i)`` to entries ``a_i`` and exits
+    ``b_i`` (one accumulator row of 1 + p numbers per event time); then, as
+    ``_coxcore._two_sided_cumsum``, forward running sums up to the event index
+    where half the S0 mass has accumulated and backward ones after it.
+    """
+    n, p = x.shape
+    eta = offset.copy()
+    for j in range(p):               # column by column: vectorised, x read sequentially
+        bj = beta[j]
+        for i in range(n):
+            eta[i] += x[i, j] * bj
+    risk = np.empty(n)
+    for i in range(n):
+        risk[i] = np.exp(eta[i] - shift[strata[i]])
+    net = np.zeros((n_times + 1, p + 1))
+    for i in range(n):               # the scatter: two random rows of net per row
+        ri = risk[i] if unweighted else risk[i] * weights[i]
+        ai, bi = a[i], b[i]
+        net[ai, 0] += ri
+        net[bi, 0] -= ri
+        for j in range(p):
+            v = ri * x[i, j]
+            net[ai, j + 1] += v
+            net[bi, j + 1] -= v
+    mass = 0.0
+    acc = 0.0
+    for k in range(n_times):
+        acc += net[k, 0]
+        mass += abs(acc)
+    half, mass2, acc, split = mass / 2, 0.0, 0.0, n_times
+    for k in range(n_times):
+        acc += net[k, 0]
+        mass2 += abs(acc)
+        if mass2 >= half:
+            split = k
+            break
+    out = np.empty((n_times, p + 1))
+    run = np.zeros(p + 1)
+    for k in range(split):
+        for j in range(p + 1):
+            run[j] += net[k, j]
+            out[k, j] = run[j]
+    run[:] = 0.0
+    for k in range(n_times - 1, split - 1, -1):
+        for j in range(p + 1):
+            run[j] -= net[k + 1, j]
+            out[k, j] = run[j]
+    return eta, risk, out
+
+
+@_jit
+def _pseudo_events(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                   xt: np.ndarray, tied_rows: np.ndarray, tied_k: np.ndarray,
+                   extra_k: np.ndarray, extra_frac: np.ndarray, mw: np.ndarray,
+                   shift_k: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                              np.ndarray, np.ndarray, float, np.ndarray]:
+    """Efron pseudo-events: e0, e1, den, abar, hj, c1, c2, sum mw log den, sum mw abar."""
+    k_n = s01.shape[0]
+    p = s01.shape[1] - 1
+    n_x = extra_k.size
+    e0 = np.zeros(k_n)
+    e1 = np.zeros((k_n, p))
+    for t in range(tied_rows.size):
+        k = tied_k[t]
+        i = tied_rows[t]
+        rt = risk[i] if unweighted else risk[i] * weights[i]
+        e0[k] += rt
+        for j in range(p):
+            e1[k, j] += rt * xt[t, j]
+    q_n = k_n + n_x
+    den = np.empty(q_n)
+    abar = np.empty((q_n, p))
+    hj = np.empty(q_n)
+    c1 = np.empty(k_n)
+    c2 = np.zeros(k_n)
+    score_part = np.zeros(p)
+    logsum = 0.0
+    for k in range(k_n):
+        d = s01[k, 0]
+        den[k] = d
+        inv = 1.0 / d
+        h = mw[k] * inv
+        hj[k] = h
+        c1[k] = h
+        logsum += mw[k] * (np.log(d) + shift_k[k])
+        for j in range(p):
+            ab = s01[k, j + 1] * inv
+            abar[k, j] = ab
+            score_part[j] += mw[k] * ab
+    for q in range(n_x):
+        k = extra_k[q]
+        f = extra_frac[q]
+        m = mw[k_n + q]
+        d = s01[k, 0] - f * e0[k]
+        den[k_n + q] = d
+        h = m / d
+        hj[k_n + q] = h
+        c1[k] += h
+        c2[k] += h * f
+        logsum += m * (np.log(d) + shift_k[k])
+        for j in range(p):
+            ab = (s01[k, j + 1] - f * e1[k, j]) / d
+            abar[k_n + q, j] = ab
+            score_part[j] += m * ab
+    return e0, e1, den, abar, hj, c1, c2, logsum, score_part
+
+
+@_jit
+def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                 a: np.ndarray, b: np.ndarray, c1: np.ndarray, c2: np.ndarray,
+                 tied_rows: np.ndarray, tied_k: np.ndarray, abar: np.ndarray,
+                 mw: np.ndarray) -> np.ndarray:
+    """``X' diag(r (C[b] - C[a]) - tied correction) X - sum_j mw_j abar_j abar_j'``.
+
+    ``C`` is the running sum of ``c1``; the tied correction ``r_i c2[k_i]`` of
+    deaths at tied times is subtracted in a second, short loop.
+    """
+    n, p = x.shape
+    k_n = c1.size
+    cc = np.empty(k_n + 1)
+    cc[0] = 0.0
+    acc = 0.0
+    for k in range(k_n):
+        acc += c1[k]
+        cc[k + 1] = acc
+    g = np.zeros((p, p))
+    xi = np.empty(p)
+    for i in range(n):
+        w = (risk[i] if unweighted else risk[i] * weights[i]) * (cc[b[i]] - cc[a[i]])
+        for j in range(p):
+            xi[j] = x[i, j]
+        for j in range(p):
+            v = w * xi[j]
+            for m in range(j + 1):
+                g[j, m] += v * xi[m]
+    for t in range(tied_rows.size):
+        i = tied_rows[t]
+        w = (risk[i] if unweighted else risk[i] * weights[i]) * c2[tied_k[t]]
+        for j in range(p):
+            v = w * x[i, j]
+            for m in range(j + 1):
+                g[j, m] -= v * x[i, m]
+    for q in range(abar.shape[0]):
+        m_q = mw[q]
+        for j in range(p):
+            v = m_q * abar[q, j]
+            for m in range(j + 1):
+                g[j, m] -= v * abar[q, m]
+    for j in range(p):
+        for m in range(j):
+            g[m, j] = g[j, m]
+    return g
+
+
+def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: np.ndarray,
+                    weights: np.ndarray, unweighted: bool, strata: np.ndarray, a: np.ndarray,
+                    b: np.ndarray, n_times: int, xt: np.ndarray, tied_rows: np.ndarray,
+                    tied_k: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
+                    mw: np.ndarray, event_stratum: np.ndarray, need_info: bool
+                    ) -> dict[str, Any]:
+    """Everything ``_coxcore.evaluate`` computes at ``beta`` with risks ``exp(eta - shift)``
+    (``shift`` per stratum), except the death-row terms of the log-likelihood and score
+    (``xd_sum``, the caller adds them): ``logsum = sum_j mw_j log den_j`` (shift added
+    back) and ``score_part = sum_j mw_j abar_j``."""
+    eta, risk_u, s01 = _riskset(x, beta, offset, strata, shift, weights, unweighted, a, b,
+                                n_times)
+    e0, e1, den, abar, hj, c1, c2, logsum, score_part = _pseudo_events(
+        s01, risk_u, weights, unweighted, xt, tied_rows, tied_k, extra_k, extra_frac, mw,
+        shift[event_stratum])
+    info = (_information(x, risk_u, weights, unweighted, a, b, c1, c2, tied_rows, tied_k,
+                         abar, mw) if need_info else np.empty((beta.size, beta.size)))
+    return dict(eta=eta, shift=shift, risk_u=risk_u, s0=s01[:, 0], s1=s01[:, 1:], e0=e0,
+                e1=e1, den=den, abar=abar, hj=hj, c1=c1, c2=c2, logsum=logsum,
+                score_part=score_part, info=info)
+
+
+@_jit
+def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.ndarray,
+                          c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
+                          extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
+                          death_rows: np.ndarray, death_k: np.ndarray,
+                          tied_rows: np.ndarray, tied_k: np.ndarray) -> np.ndarray:
+    """Score residuals as ``_coxcore.score_residuals`` (R ``agscore3``), column-major n x p."""
+    n, p = x.shape
+    k_n = c1.size
+    n_x = extra_k.size
+    # per event time: xhaz = sum_j hj abar_j, mh2 = sum_j hj f_j abar_j, smean = mean_j abar_j
+    xhaz = np.zeros((k_n, p))
+    mh2 = np.zeros((k_n, p))
+    smean = np.zeros((k_n, p))
+    for k in range(k_n):
+        for j in range(p):
+            xhaz[k, j] = hj[k] * abar[k, j]
+            smean[k, j] = abar[k, j]
+    for q in range(n_x):
+        k = extra_k[q]
+        h = hj[k_n + q]
+        hf = h * extra_frac[q]
+        for j in range(p):
+            ab = abar[k_n + q, j]
+            xhaz[k, j] += h * ab
+            mh2[k, j] += hf * ab
+            smean[k, j] += ab
+    if n_x > 0:
+        for k in range(k_n):
+            for j in range(p):
+                smean[k, j] /= pcount[k]
+    # cumulative hazard and cumulative xbar dH, with a leading zero row
+    hcum = np.zeros(k_n + 1)
+    xcum = np.zeros((k_n + 1, p))
+    for k in range(k_n):
+        hcum[k + 1] = hcum[k] + c1[k]
+        for j in range(p):
+            xcum[k + 1, j] = xcum[k, j] + xhaz[k, j]
+    res = np.empty((p, n))         # transposed: rows of the result are contiguous here
+    for i in range(n):
+        ai, bi = a[i], b[i]
+        dh = hcum[bi] - hcum[ai]
+        for j in range(p):
+            res[j, i] = ru[i] * (xcum[bi, j] - xcum[ai, j] - x[i, j] * dh)
+    for t in range(death_rows.size):
+        i, k = death_rows[t], death_k[t]
+        for j in range(p):
+            res[j, i] += x[i, j] - smean[k, j]
+    for t in range(tied_rows.size):
+        i, k = tied_rows[t], tied_k[t]
+        for j in range(p):
+            res[j, i] += ru[i] * (x[i, j] * c2[k] - mh2[k, j])
+    return res.T
+
+
+@_jit
+def distinct_finite(ts: np.ndarray) -> np.ndarray:
+    """The distinct finite values of the sorted array ``ts``."""
+    out = np.empty(ts.size)
+    m = 0
+    for q in range(ts.size):
+        v = ts[q]
+        if np.isfinite(v) and (m == 0 or v != out[m - 1]):
+            out[m] = v
+            m += 1
+    return out[:m]
+
+
+@_jit
+def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
+                n_deaths: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                        np.ndarray, np.ndarray]:
+    """``_coxcore.build_index`` in two walks over the endpoints sorted by (stratum, time).
+
+    ``order`` sorts ``concat(start, stop)`` by (stratum, time); ``ts``, ``ss`` are the
+    sorted times and strata (``ss`` empty for a single stratum).  A group is a run of
+    equal (stratum, time); it is an event time when a death (a stop endpoint with
+    ``event``) falls in it.  The first walk counts event times up to each group and
+    collects the deaths (sorted by row within a group); the second writes each row's
+    ``a`` (event times up to its start group) and ``b`` (up to its stop group).
+    Returns ``a, b``, the event times and strata, the death rows in (event time, row)
+    order and their event index.
+    """
+    m_n = order.size
+    n = m_n // 2
+    single = ss.size == 0
+    upto = np.empty(m_n, np.int64)         # event times <= each group
+    ev_time = np.empty(n_deaths)
+    ev_strat = np.zeros(n_deaths, np.int64)
+    dead = np.empty(n_deaths, np.int64)
+    dk = np.empty(n_deaths, np.int64)
+    g, k, nd, first_dead = -1, 0, 0, 0
+    has = False
+    for q in range(m_n):
+        if g < 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1]):
+            if g >= 0:
+                if has:
+                    ev_time[k] = ts[q - 1]
+                    if not single:
+                        ev_strat[k] = ss[q - 1]
+                    _close_deaths(dead, dk, first_dead, nd, k)
+                    k += 1
+                    first_dead = nd
+                upto[g] = k
+            g += 1
+            has = False
+        idx = order[q]
+        if idx >= n and event[idx - n]:
+            has = True
+            dead[nd] = idx - n
+            nd += 1
+    if g >= 0:
+        if has:
+            ev_time[k] = ts[m_n - 1]
+            if not single:
+                ev_strat[k] = ss[m_n - 1]
+            _close_deaths(dead, dk, first_dead, nd, k)
+            k += 1
+        upto[g] = k
+    a = np.empty(n, np.int64)
+    b = np.empty(n, np.int64)
+    g = -1
+    for q in range(m_n):
+        if g < 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1]):
+            g += 1
+        idx = order[q]
+        if idx < n:
+            a[idx] = upto[g]
+        else:
+            b[idx - n] = upto[g]
+    return a, b, ev_time[:k], ev_strat[:k], dead[:nd], dk[:nd]
+
+
+@_jit
+def _close_deaths(dead: np.ndarray, dk: np.ndarray, lo: int, hi: int, k: int) -> None:
+    """Sort the deaths ``dead[lo:hi]`` of one event time by row and label them ``k``."""
+    if hi - lo > 1:
+        dead[lo:hi] = np.sort(dead[lo:hi])
+    for m in range(lo, hi):
+        dk[m] = k
+
+
+@_jit
+def fix_times(ts: np.ndarray, order: np.ndarray, y: np.ndarray, tied: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """R's time fix as ``_coxcore.aeq_times``: every finite time takes the smallest value
+    of its run of near-equal distinct values (``tied[u]``: ``y[u + 1]`` joins ``y[u]``'s run).
+
+    ``ts`` is ``t`` sorted, ``order`` the permutation that sorts it and ``y`` its distinct
+    finite values.  Returns the fixed times (in the order of ``t``) and the same values
+    sorted (``order`` still sorts them).
+    """
+    rep = np.empty(y.size)
+    r = y[0]
+    rep[0] = r
+    for u in range(1, y.size):
+        if not tied[u - 1]:
+            r = y[u]
+        rep[u] = r
+    fixed = np.empty(ts.size)
+    fsorted = np.empty(ts.size)
+    u = -1
+    for q in range(ts.size):
+        v = ts[q]
+        f = v
+        if np.isfinite(v):
+            if u < 0 or v != ts[q - 1]:
+                u += 1
+            f = rep[u]
+        fsorted[q] = f
+        fixed[order[q]] = f
+    return fixed, fsorted
