@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import DataError
 from ..history import History, read_history
 from ..labels import label
-from . import figures, panel_markov_section, section_causes
+from . import figures, panel_markov_section, section_causes, section_predictions
 from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
@@ -65,6 +65,7 @@ REFERENCES = {
             "Adm Policy Ment Health 41:228-236.",
     **panel_markov_section.REFS,
     **section_causes.REFERENCES,
+    **section_predictions.REFERENCES,
 }
 
 
@@ -106,6 +107,7 @@ SECTION_TITLES = {
     "frailty": "Site heterogeneity: shared gamma frailty",
     "panel_markov": panel_markov_section.TITLE,
     "causes": section_causes.TITLE,
+    "predictions": section_predictions.TITLE,
 }
 
 
@@ -135,7 +137,8 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
         "mcf": _section_mcf, "states": _section_states, "recurrent": _section_recurrent,
         "ph": _section_ph, "discrete": _section_discrete, "frailty": _section_frailty,
         "panel_markov": panel_markov_section.section,
-        "causes": section_causes.section_causes}
+        "causes": section_causes.section_causes,
+        "predictions": section_predictions.section}
     from tqdm.auto import tqdm
 
     show = sys.stderr.isatty() if progress is None else progress

@@ -35,8 +35,8 @@ from typing import Any
 from ..errors import DataError, Problem
 
 SECTIONS = ("summary", "bond", "km", "mcf", "states", "recurrent", "ph", "discrete", "frailty",
-            "panel_markov", "causes")
-DEFAULT_SECTIONS = SECTIONS[:8]   # frailty, panel_markov and causes only when asked for
+            "panel_markov", "causes", "predictions")
+DEFAULT_SECTIONS = SECTIONS[:8]   # frailty, panel_markov, causes, predictions when asked for
 SCHEMES = ("ag", "pwp-tt", "pwp-gt", "wlw")
 TIES = ("efron", "breslow")
 LINKS = ("cloglog", "logit")
@@ -94,6 +94,8 @@ KEYS: tuple[Key, ...] = (
         "default C(year) + the covariates in the panel"),
     Key("analysis", "waves_formula", "text", None, "formula of the panel_markov model; default "
         "the covariates (analysis.covariates) present in the wave table"),
+    Key("analysis", "change_year", "positive", 2.0, "year of the new leader in the "
+        "predictions section's second profile (when the models use leadership change)"),
     Key("analysis", "link", "choice", "cloglog", "link of the discrete-time model", LINKS),
     Key("analysis", "seed", "integer", 0, "random seed (recorded; no section draws random "
         "numbers today)"),
@@ -135,6 +137,7 @@ class ReportSpec:
     times: tuple[float, ...] = ()
     discrete_formula: str | None = None
     waves_formula: str | None = None
+    change_year: float = 2.0
     link: str = "cloglog"
     seed: int = 0
     source_bytes: bytes = field(default=b"", repr=False)
@@ -260,7 +263,7 @@ def load_spec(spec: str | Path | dict) -> ReportSpec:
         sections=tuple(values["sections"]), schemes=tuple(values["schemes"]),
         ties=values["ties"], test=values["test"], times=tuple(float(t) for t in values["times"]),
         discrete_formula=values["discrete_formula"], link=values["link"],
-        waves_formula=values["waves_formula"],
+        waves_formula=values["waves_formula"], change_year=float(values["change_year"]),
         seed=int(values["seed"]), source_bytes=data, source_name=name, **files,
     )
 
