@@ -191,7 +191,7 @@ def predict_transitions(result, profile: Mapping[str, Any] | pd.DataFrame,
     grid = base.times
     xs = result.profile_design(profile, grid)
     codes, n_units, unit_label = _units(result)
-    fis = [tp.fit_influence(fit, codes[j], n_units) for j, fit in enumerate(result.fits.values())]
+    fis = _influences(result, codes, n_units)
     S, J, K = len(result.states), len(result.fits), grid.size
     at = [np.searchsorted(grid, fi.times) for fi in fis]
     elp = [np.exp(fi.lp(xs[j][at[j]])) for j, fi in enumerate(fis)]
@@ -255,13 +255,50 @@ def predict_transitions(result, profile: Mapping[str, Any] | pd.DataFrame,
                                           "years." if horizon is not None else "."),
     ]
     if any(fit.penalty == "firth" for fit in result.fits.values()):
-        notes.append("Firth-penalised fits: the influence of the coefficients leaves out the "
-                     "penalty's own derivative (O(1/n)).")
+        notes.append("Firth-penalised fits: the influence of each site on the coefficients is "
+                     "the derivative of the penalised fit in the site's weight (central "
+                     "differences of refits), since the penalty's own share is not small when "
+                     "a transition has few events." if result.cluster is not None else
+                     "Firth-penalised fits without a cluster: the influence of the "
+                     "coefficients leaves out the penalty's own derivative (O(1/events)).")
     entered = {b for _, b in result.pairs}
     return TransitionPrediction(states=tuple(result.states), probabilities=probs,
                                 cumulative_hazards=cum, expected_years=years, horizon=horizon,
                                 conf_level=conf_level, notes=notes,
                                 survival_state=None if 0 in entered else result.states[0])
+
+
+def _influences(result, codes: list[np.ndarray], n_units: int) -> list[tp.FitInfluence]:
+    """Each fit's influence pieces (cached on the result: they do not depend on a profile)."""
+    cache = result.__dict__.setdefault("_influence_cache", {})
+    if n_units not in cache:
+        out = []
+        for j, (name, fit) in enumerate(result.fits.items()):
+            if_beta = (_firth_if_beta(result, name, codes[j], n_units)
+                       if fit.penalty == "firth" and result.cluster is not None else None)
+            out.append(tp.fit_influence(fit, codes[j], n_units, if_beta=if_beta))
+        cache[n_units] = out
+    return cache[n_units]
+
+
+def _firth_if_beta(result, name: str, unit: np.ndarray, n_units: int, eps: float = 1e-4
+                   ) -> np.ndarray:
+    """``d beta / d w_c`` of a Firth fit by central differences of weighted refits."""
+    from imrsurv.models.cox import fit_cox  # noqa: PLC0415
+
+    fit = result.fits[name]
+    frame = result.frames[name].loc[fit._row_index].reset_index(drop=True)
+    out = np.zeros((n_units, fit.params.size))
+    for u in np.unique(unit):
+        on = unit == u
+        beta = []
+        for e in (eps, -eps):
+            fr = frame.assign(_w=np.where(on, 1.0 + e, 1.0))
+            beta.append(fit_cox(fr, result.formulas[name], start="start", stop="stop",
+                                event="event", weights="_w", ties=result.ties, penalty="firth",
+                                tol=1e-12, max_iter=60).params.to_numpy(float))
+        out[u] = (beta[0] - beta[1]) / (2 * eps)
+    return out
 
 
 def _generators(da: np.ndarray, pairs: list[tuple[int, int]], n_states: int) -> np.ndarray:

@@ -84,11 +84,15 @@ class FitInfluence:
         return (x - self.center) @ self.beta - self.shift
 
 
-def fit_influence(fit, unit: np.ndarray, n_units: int) -> FitInfluence:
+def fit_influence(fit, unit: np.ndarray, n_units: int, if_beta: np.ndarray | None = None
+                  ) -> FitInfluence:
     """Influence pieces of a fitted :class:`~imrsurv.CoxResult` (no strata, no offset).
 
     ``unit`` gives each fitted row's global site code (0..n_units-1), in the
     fit's row order; sites shared between transitions get the same code.
+    ``if_beta`` (n_units, p) replaces ``V U_c``, the IF of an unpenalised fit
+    (for a Firth fit the penalty's own weight derivative matters when events are
+    few; :func:`imrsurv.models.predictions` computes it by refits).
     """
     pb = fit._pb
     if pb.n_strata != 1 or np.any(pb.offset):
@@ -133,10 +137,11 @@ def fit_influence(fit, unit: np.ndarray, n_units: int) -> FitInfluence:
     gamma *= scale
     h *= scale[:, None]
     dlam = dw * alpha
-    res = fit.residuals("score", weighted=True).to_numpy(float)
-    g_score = np.column_stack([np.bincount(unit, res[:, j], minlength=n_units)
-                               for j in range(p)]) if p else np.zeros((n_units, 0))
-    if_beta = g_score @ fit.cov_naive.to_numpy(float)
+    if if_beta is None:
+        res = fit.residuals("score", weighted=True).to_numpy(float)
+        g_score = np.column_stack([np.bincount(unit, res[:, j], minlength=n_units)
+                                   for j in range(p)]) if p else np.zeros((n_units, 0))
+        if_beta = g_score @ fit.cov_naive.to_numpy(float)
     return FitInfluence(times=times, dlam=dlam, alpha=alpha, b2=b2, gamma=gamma, h=h,
                         center=np.asarray(pb.centers, float)[0], shift=shift, beta=beta,
                         start=start, stop=stop, w=w, risk=risk, death_rows=dead,
