@@ -283,3 +283,22 @@ def test_plot(fitted):
     ax = fitted.predict(PROFILE, None).plot(title="profile")
     assert len(ax.get_lines()) == 3 and ax.get_title() == "profile"
     ax.figure.clf()
+
+
+def test_readme_prediction_example_is_what_the_code_prints():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("### Predictions with uncertainty", 1)[1].split("```\n", 2)[2]
+    block = block.split("```", 1)[0]
+    hist = ims.datasets.load_bond2014()
+    res = ims.fit_transitions(hist, "recent_leader_change + team_size + training_access",
+                              penalty="firth")
+    path = pd.DataFrame({"time": [0, 2], "leadership_change": [0, 1],
+                         "team_size": 5, "training_access": 0})
+    printed = [line.rstrip() for line in str(res.predict(path, [2, 4, 6], horizon=6))
+               .splitlines()]
+    shown = [line.rstrip() for line in block.strip().splitlines()]
+    assert len(shown) >= 12
+    for line in shown:
+        assert line in printed, line

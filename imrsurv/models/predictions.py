@@ -75,9 +75,15 @@ class TransitionPrediction:
                                                 ).reset_index(drop=True)
 
     def summary_text(self) -> str:
-        lines = ["Predicted state occupation (transition-specific Cox models)", ""]
-        tab = self.probabilities.pivot(index="time", columns="state", values="probability")
-        lines.append(tab.round(4).to_string())
+        pct = f"{100 * self.conf_level:g}%"
+        lines = [f"Predicted state occupation (transition-specific Cox models), "
+                 f"probability ({pct} CI)", ""]
+        pr = self.probabilities
+        cells = [("" if not np.isfinite(p) else f"{p:.3f}") if not np.isfinite(lo + hi)
+                 else f"{p:.3f} ({lo:.3f}-{hi:.3f})"
+                 for p, lo, hi in zip(pr["probability"], pr["lower"], pr["upper"], strict=True)]
+        tab = pr.assign(cell=cells).pivot(index="time", columns="state", values="cell")
+        lines.append(tab.to_string())
         if self.expected_years is not None:
             lines += ["", f"Expected years in each state up to {self.horizon:g}:",
                       self.expected_years.round(3).to_string(index=False)]
