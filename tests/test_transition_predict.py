@@ -302,3 +302,17 @@ def test_readme_prediction_example_is_what_the_code_prints():
     assert len(shown) >= 12
     for line in shown:
         assert line in printed, line
+
+
+def test_errors_shrink_as_one_over_root_sites():
+    """500 and 5,000 sites of one design: the errors scale as 1/sqrt(sites) (0.316)."""
+    se = {}
+    for n in (500, 5000):
+        res = ims.fit_transitions(ims.simulate(n, 6, seed=n), FORMULA)
+        pred = res.predict(PROFILE, [1.0, 3.0, 5.0], horizon=5.0)
+        p = pred.probabilities
+        assert np.allclose(p.groupby("time")["probability"].sum(), 1.0, atol=1e-12)
+        se[n] = np.r_[p["se"].to_numpy(), pred.expected_years["se"].to_numpy()]
+    ratio = se[5000] / se[500]
+    assert np.all((ratio > 0.22) & (ratio < 0.45)), ratio
+    assert 0.27 < np.median(ratio) < 0.37
