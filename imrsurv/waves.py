@@ -5,7 +5,11 @@ Wave format (one row per site and interview)::
     site, time, state, [obstype], covariates...
 
 ``time`` is a number (years, any origin; waves need not be whole or common to
-sites: 0/2/4/8, or 0, 1.9, 4.2, 8.1 at one site and 0, 2.3, 7.7 at another).
+sites: 0/2/4/8, or 0, 1.9, 4.2, 8.1 at one site and 0, 2.3, 7.7 at another) or
+an ISO date (never mixed with numbers). Dates become calendar years since the
+site's first interview, by the rule of the event log
+(:func:`imrsurv.validate.calendar_years`, lubridate's ``time_length``); the
+dates are kept in a ``date`` column.
 ``state`` is one of the declared states (default ``sustained``,
 ``discontinued``, ``restarted``). Unlike :func:`imrsurv.read_panel`, which
 feeds the discrete-time models and needs consecutive years, gaps are the
@@ -36,8 +40,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._tables import RowProblems, missing_mask, numeric_cells, read_table, site_time_key
+from ._tables import RowProblems, missing_mask, parse_times, read_table, site_time_key
 from .errors import ArgumentError, DataError, Problem, bad_argument
+from .validate import calendar_years
 
 __all__ = ["DEFAULT_STATES", "DEFAULT_TRANSITIONS", "Waves", "read_waves", "sample_waves",
            "transition_pattern"]
@@ -63,6 +68,7 @@ class Waves:
     allowed: np.ndarray
     source: str = "waves"
     covariates: tuple[str, ...] = field(default=())
+    dates: bool = False  # times were ISO dates, now calendar years since the first interview
 
     @property
     def transitions(self) -> list[tuple[str, str]]:
@@ -91,8 +97,10 @@ class Waves:
 
     def __repr__(self) -> str:
         times = self.frame["time"]
+        unit = (" calendar years since each site's first interview (from dates)"
+                if self.dates else "")
         return (f"Waves: {self.n_sites} sites, {len(self.frame)} interviews "
-                f"(times {times.min():g} to {times.max():g}); states "
+                f"(times {times.min():g} to {times.max():g}{unit}); states "
                 f"{', '.join(self.states)}; transitions "
                 f"{', '.join(f'{a} -> {b}' for a, b in self.transitions)}")
 
@@ -208,9 +216,7 @@ def read_waves(waves_or_path: str | Path | pd.DataFrame, *, site: str = "site",
                                  f"{', '.join(missing)} (columns: {have})")], "invalid waves")
     rows = RowProblems(src, where, frame[site], site)
     add, site_missing, labels = rows.add, rows.site_missing, rows.labels
-    t, shown_t = numeric_cells(frame[time])
-    for i in np.flatnonzero(~np.isfinite(t)):
-        add(i, f"{time} must be a finite number (years), got {shown_t[i]!r}")
+    t, dates = _wave_times(frame[time], labels, site_missing, time, add)
     st_text = frame[state].astype(str).str.strip().to_numpy(object)
     st_missing = missing_mask(frame[state])
     code = np.array([states.index(v) if v in states else -1 for v in st_text])
@@ -284,12 +290,37 @@ def read_waves(waves_or_path: str | Path | pd.DataFrame, *, site: str = "site",
             out[c] = num if num[~m].notna().all() else out[c].where(~m)
     out.insert(0, "site", np.array(labels, dtype=object))
     out.insert(1, "time", t)
+    if dates is not None:
+        out.insert(2, "date", pd.DatetimeIndex(dates).strftime("%Y-%m-%d").to_numpy(object))
     out.insert(2, "state", np.array([states[c] for c in code], dtype=object))
     out.insert(3, "state_index", code.astype(np.int64))
     out.insert(4, "obstype", ob.astype(np.int64))
     out["where"] = np.asarray(where)
     out = out.sort_values(["site", "time"], kind="stable").reset_index(drop=True)
-    return Waves(out, states, allowed, src, covs)
+    return Waves(out, states, allowed, src, covs, dates=dates is not None)
+
+
+def _wave_times(column: pd.Series, labels: Any, site_missing: np.ndarray, name: str,
+                add: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Interview times as years: numbers as given, or ISO dates as calendar years since
+    the site's first interview. Reports every cell that is neither, or that mixes kinds."""
+    parsed = parse_times(column)
+    shown = column.astype(str).str.strip().to_numpy(object)
+    kind = parsed.kind
+    n_date, n_num = int((kind == "date").sum()), int((kind == "number").sum())
+    if n_date == 0:
+        for i in np.flatnonzero(kind != "number"):
+            add(i, f"{name} must be a finite number (years) or an ISO date, got {shown[i]!r}")
+        return parsed.number, None
+    for i in np.flatnonzero(kind != "date"):
+        what = ("a number, but other times are dates (numbers and dates are never mixed)"
+                if kind[i] == "number" else "not an ISO date (YYYY-MM-DD)")
+        add(i, f"{name} {shown[i]!r} is {what}")
+    if n_num or (kind != "date").any():
+        return np.full(len(column), np.nan), None
+    site = pd.Series(np.array(labels, dtype=object))
+    first = pd.Series(parsed.date).groupby(site.where(~site_missing, "")).transform("min")
+    return calendar_years(first.to_numpy(dtype="datetime64[ns]"), parsed.date), parsed.date
 
 
 def sample_waves(events: pd.DataFrame, times: Sequence[float] | pd.DataFrame,

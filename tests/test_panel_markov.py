@@ -424,3 +424,37 @@ def test_report_refuses_invalid_waves_before_writing(tmp_path: Path) -> None:
     assert "line 3" in text and "'closed' is not one of the declared states" in text
     assert 'site "B"' in text and "seen at one time only" in text
     assert not (tmp_path / "out.pdf").exists()
+
+
+def test_wave_dates_are_calendar_years_since_the_first_interview() -> None:
+    """Peterson's 0/2/4/8 as dates on each site's anniversary: the same fit, to the bit."""
+    raw = pd.read_csv(ims.datasets.data_path("peterson_waves") / "waves.csv")
+    base = pd.Timestamp("2004-03-15")
+    start = {s: base + pd.DateOffset(days=37 * k) for k, s in enumerate(raw["site"].unique())}
+    dated = raw.assign(time=[(start[s] + pd.DateOffset(years=int(t))).strftime("%Y-%m-%d")
+                             for s, t in zip(raw["site"], raw["time"], strict=True)])
+    w_num, w_date = read_waves(raw), read_waves(dated)
+    assert w_date.dates and not w_num.dates
+    assert "calendar years since each site's first interview" in repr(w_date)
+    np.testing.assert_array_equal(w_date.frame["time"], w_num.frame["time"])
+    assert w_date.frame["date"].iloc[0] == dated["time"].iloc[0]
+    f_num = ims.fit_panel_markov(w_num, "supervisor_turnover")
+    f_date = ims.fit_panel_markov(w_date, "supervisor_turnover")
+    np.testing.assert_array_equal(f_date.params, f_num.params)
+    # a 1.5-year gap in days: 2021-01-01 -> 2022-07-02 is 1 + 182/365 years
+    two = pd.DataFrame({"site": ["A", "A"], "time": ["2021-01-01", "2022-07-02"],
+                        "state": ["sustained", "sustained"]})
+    assert read_waves(two).frame["time"].tolist() == [0.0, 1 + 182 / 365]
+
+
+def test_wave_times_never_mix_numbers_and_dates() -> None:
+    bad = pd.DataFrame({"site": ["A", "A", "B", "B"],
+                        "time": ["2020-01-01", "2", "2020-03-01", "2021-02-30"],
+                        "state": ["sustained"] * 4})
+    with pytest.raises(DataError) as err:
+        read_waves(bad)
+    text = str(err.value)
+    assert "row 1" in text and "numbers and dates are never mixed" in text
+    assert "row 3" in text and "not an ISO date" in text
+    with pytest.raises(DataError, match="finite number \\(years\\) or an ISO date"):
+        read_waves(bad.assign(time=["0", "x", "0", "1"]))
