@@ -553,13 +553,13 @@ def test_cif_and_gray_on_shipped_history_match_r():
 
 
 # ------------------------------------------------------------------ report section
-def _report_text(tmp_path: Path, dataset: str, sections: list[str]) -> str:
+def _report_text(tmp_path: Path, dataset: str, sections: list[str], **analysis) -> str:
     from pypdf import PdfReader
 
     from imrsurv.report.build import report
 
     spec = {"study": {"title": "Causes"}, "data": {"dataset": dataset},
-            "analysis": {"group": "financing", "sections": sections}}
+            "analysis": {"group": "financing", "sections": sections, **analysis}}
     out = report(spec, tmp_path / "r.pdf", command="test", progress=False)
     return "\n".join(page.extract_text() for page in PdfReader(out).pages)
 
@@ -573,6 +573,15 @@ def test_report_causes_section(tmp_path):
     assert f"{gray.set_index('cause').loc['financing', 'statistic']:.2f}" in text  # 18.94
     assert "Fine-Gray subdistribution hazard ratios" in text
     assert "Gray RJ (1988)" in text and "Fine JP, Gray RJ (1999)" in text
+    # the default test is firth-lrt: Firth-penalised Fine-Gray fits with profile limits
+    flat = " ".join(text.split())
+    assert "95% CI (profile)" in flat and "Firth-penalised fits" in flat
+    fit = ims.fit_fine_gray(ims.datasets.load_bond_causes(), "recent_leader_change + team_size "
+                            "+ training_access", cause="workforce", penalty="firth")
+    row = fit.summary.loc["team_size"]
+    assert f"{row['exp(lower 95%)']:.2f}–{row['exp(upper 95%)']:.2f}" in flat
+    wald = " ".join(_report_text(tmp_path, "bond_causes", ["causes"], test="wald").split())
+    assert "95% CI (robust)" in wald and "Lin-Wei robust errors by site, Wald" in wald
 
 
 def test_report_causes_section_without_causes_says_so(tmp_path):

@@ -96,6 +96,7 @@ def section_causes(ctx: Any) -> None:
     except DataError as exc:
         formula = None
         d.paragraph(f"No Fine-Gray model was fitted: {_reason(exc)}")
+    firth = ctx.spec.test == "firth-lrt"
     if formula is not None:
         from ..models.finegray import fit_fine_gray
 
@@ -106,8 +107,9 @@ def section_causes(ctx: Any) -> None:
                                      f"(fewer than {MIN_EVENTS})"))
                 continue
             try:
-                f, warned = _fit(ctx, lambda c=cause: fit_fine_gray(hist, formula, cause=c,
-                                                                    ties=ctx.spec.ties))
+                f, warned = _fit(ctx, lambda c=cause: fit_fine_gray(
+                    hist, formula, cause=c, ties=ctx.spec.ties,
+                    penalty="firth" if firth else None))
             except (DataError, *NUMERICAL_FAILURES) as exc:
                 ctx.failures.append((f"Fine-Gray model for {cause}",
                                      f"{type(exc).__name__}: {_reason(exc)}"))
@@ -118,21 +120,27 @@ def section_causes(ctx: Any) -> None:
                 rows.append({"Cause": cause, "Term": ctx.label(term),
                              "Subdistribution HR": (f"{sm.loc[term, 'exp(coef)']:.2f}" if ok
                                                     else "not estimable"),
-                             "95% CI (robust)": (_ci_text([sm.loc[term, "exp(lower 95%)"]],
-                                                          [sm.loc[term, "exp(upper 95%)"]])[0]
-                                                 if ok else "diverges (monotone likelihood)"),
+                             ("95% CI (profile)" if firth else "95% CI (robust)"):
+                                 (_ci_text([sm.loc[term, "exp(lower 95%)"]],
+                                           [sm.loc[term, "exp(upper 95%)"]])[0]
+                                  if ok else "diverges (monotone likelihood)"),
                              "p": _p_text(sm.loc[term, "p"]) if ok else "–",
                              "Events": f.n_events})
     if rows:
+        how = ("Firth-penalised fits (finite under a monotone likelihood), penalised "
+               "likelihood-ratio p and profile penalised-likelihood limits" if firth else
+               "Lin-Wei robust errors by site, Wald p and limits")
         d.table(pd.DataFrame(rows), caption="Fine-Gray subdistribution hazard ratios for the "
-                "first discontinuation by cause (time-varying covariates; Lin-Wei robust errors "
-                "by site). A ratio above 1 means a higher cumulative incidence of that cause.")
-        ctx.cite("FG", "GESKUS", "LW")
+                f"first discontinuation by cause (time-varying covariates; {how}). A ratio "
+                "above 1 means a higher cumulative incidence of that cause.")
+        ctx.cite("FG", "GESKUS", "LW", *(("FIRTH",) if firth else ()))
         ctx.methods.append(
             "Fine-Gray subdistribution hazard models were fitted for each cause with at least "
             f"{MIN_EVENTS} first discontinuations, as weighted Cox models on the counting-process "
             "layout of R survival::finegray (sites that stopped for another cause stay at risk "
-            "with inverse-probability-of-censoring weights), with robust errors by site.")
+            "with inverse-probability-of-censoring weights)"
+            + (", Firth-penalised (Heinze & Schemper 2001) with penalised likelihood-ratio "
+               "tests and profile limits." if firth else ", with robust errors by site."))
 
 
 def _times(ctx: Any) -> list[float]:
