@@ -32,6 +32,7 @@ are skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -284,7 +285,6 @@ class CoxProblem:
     efron: bool
     n_time_merged: int = 0
     unweighted: bool = field(init=False)
-    xd: np.ndarray = field(init=False)
     xt: np.ndarray = field(init=False)
     wdead: np.ndarray = field(init=False)
     offd_sum: float = field(init=False)
@@ -297,13 +297,21 @@ class CoxProblem:
     def __post_init__(self) -> None:
         ix = self.index
         self.unweighted = bool(np.all(self.weights == 1.0))
-        self.xd = _take_rows(self.x, ix.death_rows)
         self.xt = _take_rows(self.x, ix.tied_rows)
         self.wdead = self.weights[ix.death_rows]
         self.offd_sum = float(self.wdead @ self.offset[ix.death_rows])
-        self.xd_sum = self.wdead @ self.xd
+        if use_kernels(self):   # large: xd (deaths x p) only when a residual needs it
+            self.xd_sum = np.array([self.wdead @ self.x[:, j][ix.death_rows]
+                                    for j in range(self.x.shape[1])])
+        else:
+            self.xd_sum = self.wdead @ self.xd
         self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)
         self.mw = (self.wd / ix.pcount)[ix.pk]
+
+    @functools.cached_property
+    def xd(self) -> np.ndarray:
+        """The death rows of ``x`` in death order (column-major), built on first use."""
+        return _take_rows(self.x, self.index.death_rows)
 
 
 def _take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -347,16 +355,16 @@ def _index_compiled(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     if timefix:
         y = kern.distinct_finite(ts)
         if y.size >= 2:
-            dy = np.diff(y)
-            tied = (dy <= _TIMEFIX_TOL) | (dy / np.mean(np.abs(y)) <= _TIMEFIX_TOL)
+            tied = kern.near_ties(y, float(np.mean(np.abs(y))), _TIMEFIX_TOL)
             merged = int(tied.sum())
             if merged:
+                del t
                 t, ts = kern.fix_times(ts, order, y, tied)
                 start, stop = t[:n], t[n:]
                 zero = np.flatnonzero(stop <= start)
                 if zero.size:
                     raise ZeroLengthInterval(zero)
-            del dy, tied
+            del tied
         del y
     if strata.min() == strata.max():
         ss = np.empty(0, np.int64)

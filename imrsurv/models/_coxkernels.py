@@ -19,7 +19,9 @@ numba is optional: without it (``ImportError``), or with the environment variabl
 ``IMRSURV_NO_NUMBA=1``, :data:`AVAILABLE` is False and the numpy path runs.
 Kernels are compiled on first use and cached on disk when numba can write its
 cache (next to this file or in the user's cache directory); otherwise they are
-compiled once per process without a cache.
+compiled once per process without a cache.  Large arrays are allocated by numpy
+and filled by the kernels: numpy asks the kernel for transparent huge pages,
+which at 10M rows makes the random scatters and gathers ~1.5x faster.
 """
 
 from __future__ import annotations
@@ -62,26 +64,27 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @_jit
-def _riskset(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
-             shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
-             b: np.ndarray, n_times: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """eta, exp(eta - shift) and the running sums ``[S0 | S1]`` (n_times x (1 + p)).
+def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
+                  shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
+                  b: np.ndarray, eta: np.ndarray, risk: np.ndarray, net: np.ndarray) -> None:
+    """Fill eta, exp(eta - shift) and, in ``net`` (zeros, (n_times + 1) x (1 + p)), the
+    running sums ``[S0 | S1]`` in its first n_times rows.
 
     One pass over the rows scatters ``(r_i, r_i x_i)`` to entries ``a_i`` and exits
-    ``b_i`` (one accumulator row of 1 + p numbers per event time); then, as
-    ``_coxcore._two_sided_cumsum``, forward running sums up to the event index
-    where half the S0 mass has accumulated and backward ones after it.
+    ``b_i`` of ``net``; then, as ``_coxcore._two_sided_cumsum``, forward running sums
+    up to the event index where half the S0 mass has accumulated and backward ones
+    after it, both in place.
     """
     n, p = x.shape
-    eta = offset.copy()
+    n_times = net.shape[0] - 1
+    for i in range(n):
+        eta[i] = offset[i]
     for j in range(p):               # column by column: vectorised, x read sequentially
         bj = beta[j]
         for i in range(n):
             eta[i] += x[i, j] * bj
-    risk = np.empty(n)
     for i in range(n):
         risk[i] = np.exp(eta[i] - shift[strata[i]])
-    net = np.zeros((n_times + 1, p + 1))
     for i in range(n):               # the scatter: two random rows of net per row
         ri = risk[i] if unweighted else risk[i] * weights[i]
         ai, bi = a[i], b[i]
@@ -103,33 +106,35 @@ def _riskset(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.nda
         if mass2 >= half:
             split = k
             break
-    out = np.empty((n_times, p + 1))
     run = np.zeros(p + 1)
-    for k in range(split):
+    for k in range(split):                      # S_k = sum_{j <= k} net_j
         for j in range(p + 1):
             run[j] += net[k, j]
-            out[k, j] = run[j]
+            net[k, j] = run[j]
     run[:] = 0.0
+    prev = net[n_times].copy()                  # S_k = -sum_{j > k} net_j
+    here = np.empty(p + 1)
     for k in range(n_times - 1, split - 1, -1):
         for j in range(p + 1):
-            run[j] -= net[k + 1, j]
-            out[k, j] = run[j]
-    return eta, risk, out
+            run[j] -= prev[j]
+            here[j] = net[k, j]
+            net[k, j] = run[j]
+        prev, here = here, prev
 
 
 @_jit
-def _pseudo_events(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
-                   xt: np.ndarray, tied_rows: np.ndarray, tied_k: np.ndarray,
-                   extra_k: np.ndarray, extra_frac: np.ndarray, mw: np.ndarray,
-                   shift_k: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                              np.ndarray, np.ndarray, float, np.ndarray]:
-    """Efron pseudo-events: e0, e1, den, abar, hj, c1, c2, sum mw log den, sum mw abar."""
+def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
+                        unweighted: bool, xt: np.ndarray, tied_rows: np.ndarray,
+                        tied_k: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
+                        mw: np.ndarray, shift: np.ndarray, event_stratum: np.ndarray,
+                        e0: np.ndarray, e1: np.ndarray,
+                        den: np.ndarray, abar: np.ndarray, hj: np.ndarray, c1: np.ndarray,
+                        c2: np.ndarray, score_part: np.ndarray) -> float:
+    """Efron pseudo-events: fill e0, e1 (zeros), den, abar, hj, c1, c2 (zeros) and
+    ``score_part = sum_j mw_j abar_j``; return ``sum_j mw_j log den_j`` (shift added back)."""
     k_n = s01.shape[0]
     p = s01.shape[1] - 1
     n_x = extra_k.size
-    e0 = np.zeros(k_n)
-    e1 = np.zeros((k_n, p))
     for t in range(tied_rows.size):
         k = tied_k[t]
         i = tied_rows[t]
@@ -137,14 +142,9 @@ def _pseudo_events(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray, unwei
         e0[k] += rt
         for j in range(p):
             e1[k, j] += rt * xt[t, j]
-    q_n = k_n + n_x
-    den = np.empty(q_n)
-    abar = np.empty((q_n, p))
-    hj = np.empty(q_n)
-    c1 = np.empty(k_n)
-    c2 = np.zeros(k_n)
-    score_part = np.zeros(p)
     logsum = 0.0
+    for j in range(p):
+        score_part[j] = 0.0
     for k in range(k_n):
         d = s01[k, 0]
         den[k] = d
@@ -152,7 +152,7 @@ def _pseudo_events(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray, unwei
         h = mw[k] * inv
         hj[k] = h
         c1[k] = h
-        logsum += mw[k] * (np.log(d) + shift_k[k])
+        logsum += mw[k] * (np.log(d) + shift[event_stratum[k]])
         for j in range(p):
             ab = s01[k, j + 1] * inv
             abar[k, j] = ab
@@ -167,27 +167,27 @@ def _pseudo_events(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray, unwei
         hj[k_n + q] = h
         c1[k] += h
         c2[k] += h * f
-        logsum += m * (np.log(d) + shift_k[k])
+        logsum += m * (np.log(d) + shift[event_stratum[k]])
         for j in range(p):
             ab = (s01[k, j + 1] - f * e1[k, j]) / d
             abar[k_n + q, j] = ab
             score_part[j] += m * ab
-    return e0, e1, den, abar, hj, c1, c2, logsum, score_part
+    return logsum
 
 
 @_jit
 def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
                  a: np.ndarray, b: np.ndarray, c1: np.ndarray, c2: np.ndarray,
                  tied_rows: np.ndarray, tied_k: np.ndarray, abar: np.ndarray,
-                 mw: np.ndarray) -> np.ndarray:
+                 mw: np.ndarray, cc: np.ndarray) -> np.ndarray:
     """``X' diag(r (C[b] - C[a]) - tied correction) X - sum_j mw_j abar_j abar_j'``.
 
-    ``C`` is the running sum of ``c1``; the tied correction ``r_i c2[k_i]`` of
-    deaths at tied times is subtracted in a second, short loop.
+    ``C`` (filled into ``cc``, n_times + 1) is the running sum of ``c1``; the tied
+    correction ``r_i c2[k_i]`` of deaths at tied times is subtracted in a second,
+    short loop.
     """
     n, p = x.shape
     k_n = c1.size
-    cc = np.empty(k_n + 1)
     cc[0] = 0.0
     acc = 0.0
     for k in range(k_n):
@@ -232,19 +232,26 @@ def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: 
     (``shift`` per stratum), except the death-row terms of the log-likelihood and score
     (``xd_sum``, the caller adds them): ``logsum = sum_j mw_j log den_j`` (shift added
     back) and ``score_part = sum_j mw_j abar_j``."""
-    eta, risk_u, s01 = _riskset(x, beta, offset, strata, shift, weights, unweighted, a, b,
-                                n_times)
-    e0, e1, den, abar, hj, c1, c2, logsum, score_part = _pseudo_events(
-        s01, risk_u, weights, unweighted, xt, tied_rows, tied_k, extra_k, extra_frac, mw,
-        shift[event_stratum])
+    n, p = x.shape
+    q_n = n_times + extra_k.size
+    eta, risk_u = np.empty(n), np.empty(n)
+    net = np.zeros((n_times + 1, p + 1))
+    _riskset_into(x, beta, offset, strata, shift, weights, unweighted, a, b, eta, risk_u, net)
+    s01 = net[:n_times]
+    e0, e1, c2 = np.zeros(n_times), np.zeros((n_times, p)), np.zeros(n_times)
+    den, hj, c1 = np.empty(q_n), np.empty(q_n), np.empty(n_times)
+    abar, score_part = np.empty((q_n, p)), np.empty(p)
+    logsum = _pseudo_events_into(s01, risk_u, weights, unweighted, xt, tied_rows, tied_k,
+                                 extra_k, extra_frac, mw, shift, event_stratum, e0, e1,
+                                 den, abar, hj, c1, c2, score_part)
     info = (_information(x, risk_u, weights, unweighted, a, b, c1, c2, tied_rows, tied_k,
-                         abar, mw) if need_info else np.empty((beta.size, beta.size)))
+                         abar, mw, np.empty(n_times + 1)) if need_info
+            else np.empty((p, p)))
     return dict(eta=eta, shift=shift, risk_u=risk_u, s0=s01[:, 0], s1=s01[:, 1:], e0=e0,
                 e1=e1, den=den, abar=abar, hj=hj, c1=c1, c2=c2, logsum=logsum,
                 score_part=score_part, info=info)
 
 
-@_jit
 def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.ndarray,
                           c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
                           extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
@@ -253,36 +260,55 @@ def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
     """Score residuals as ``_coxcore.score_residuals`` (R ``agscore3``), column-major n x p."""
     n, p = x.shape
     k_n = c1.size
+    # mh2 and smean are written only at tied event times (the pages of the rest are
+    # never touched, so cost no memory); elsewhere smean is abar
+    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((k_n, p)), np.zeros((k_n, p))
+    hcum, res = np.empty(k_n + 1), np.empty((p, n))
+    _score_residuals_into(x, ru, a, b, c1, c2, hj, abar, extra_k, extra_frac, pcount,
+                          death_rows, death_k, tied_rows, tied_k, xcum, mh2, smean, hcum, res)
+    return res.T
+
+
+@_jit
+def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.ndarray,
+                          c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
+                          extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
+                          death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
+                          tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
+                          smean: np.ndarray, hcum: np.ndarray, res: np.ndarray) -> None:
+    """Fill ``res`` (p x n) with the score residuals; the other outputs are work arrays.
+
+    Per event time: ``xhaz = sum_j hj abar_j`` (accumulated into ``xcum[k + 1]``),
+    ``mh2 = sum_j hj f_j abar_j`` (``mh2`` zeros on entry), ``smean = mean_j abar_j``;
+    then ``xcum`` and ``hcum`` are running sums with a leading zero row.
+    """
+    n, p = x.shape
+    k_n = c1.size
     n_x = extra_k.size
-    # per event time: xhaz = sum_j hj abar_j, mh2 = sum_j hj f_j abar_j, smean = mean_j abar_j
-    xhaz = np.zeros((k_n, p))
-    mh2 = np.zeros((k_n, p))
-    smean = np.zeros((k_n, p))
+    for j in range(p):
+        xcum[0, j] = 0.0
     for k in range(k_n):
         for j in range(p):
-            xhaz[k, j] = hj[k] * abar[k, j]
-            smean[k, j] = abar[k, j]
+            xcum[k + 1, j] = hj[k] * abar[k, j]
     for q in range(n_x):
         k = extra_k[q]
         h = hj[k_n + q]
         hf = h * extra_frac[q]
         for j in range(p):
             ab = abar[k_n + q, j]
-            xhaz[k, j] += h * ab
+            xcum[k + 1, j] += h * ab
             mh2[k, j] += hf * ab
             smean[k, j] += ab
-    if n_x > 0:
-        for k in range(k_n):
+    for q in range(n_x):             # each tied time once: its j = 0 term, then the mean
+        k = extra_k[q]
+        if q == 0 or extra_k[q - 1] != k:
             for j in range(p):
-                smean[k, j] /= pcount[k]
-    # cumulative hazard and cumulative xbar dH, with a leading zero row
-    hcum = np.zeros(k_n + 1)
-    xcum = np.zeros((k_n + 1, p))
+                smean[k, j] = (smean[k, j] + abar[k, j]) / pcount[k]
+    hcum[0] = 0.0
     for k in range(k_n):
         hcum[k + 1] = hcum[k] + c1[k]
         for j in range(p):
-            xcum[k + 1, j] = xcum[k, j] + xhaz[k, j]
-    res = np.empty((p, n))         # transposed: rows of the result are contiguous here
+            xcum[k + 1, j] += xcum[k, j]
     for i in range(n):
         ai, bi = a[i], b[i]
         dh = hcum[bi] - hcum[ai]
@@ -290,29 +316,47 @@ def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
             res[j, i] = ru[i] * (xcum[bi, j] - xcum[ai, j] - x[i, j] * dh)
     for t in range(death_rows.size):
         i, k = death_rows[t], death_k[t]
-        for j in range(p):
-            res[j, i] += x[i, j] - smean[k, j]
+        if pcount[k] == 1:
+            for j in range(p):
+                res[j, i] += x[i, j] - abar[k, j]
+        else:
+            for j in range(p):
+                res[j, i] += x[i, j] - smean[k, j]
     for t in range(tied_rows.size):
         i, k = tied_rows[t], tied_k[t]
         for j in range(p):
             res[j, i] += ru[i] * (x[i, j] * c2[k] - mh2[k, j])
-    return res.T
 
 
 @_jit
 def distinct_finite(ts: np.ndarray) -> np.ndarray:
     """The distinct finite values of the sorted array ``ts``."""
-    out = np.empty(ts.size)
     m = 0
     for q in range(ts.size):
         v = ts[q]
-        if np.isfinite(v) and (m == 0 or v != out[m - 1]):
+        if np.isfinite(v) and (m == 0 or v != ts[q - 1]):
+            m += 1
+    out = np.empty(m)
+    m = 0
+    for q in range(ts.size):
+        v = ts[q]
+        if np.isfinite(v) and (m == 0 or v != ts[q - 1]):
             out[m] = v
             m += 1
-    return out[:m]
+    return out
 
 
 @_jit
+def near_ties(y: np.ndarray, mean_abs: float, tol: float) -> np.ndarray:
+    """``tied[u]``: ``y[u + 1]`` is within ``tol`` of ``y[u]``, absolutely or relative to
+    ``mean_abs`` (the same arithmetic as ``_coxcore.aeq_times``)."""
+    tied = np.empty(max(y.size - 1, 0), np.bool_)
+    for u in range(y.size - 1):
+        dy = y[u + 1] - y[u]
+        tied[u] = (dy <= tol) or (dy / mean_abs <= tol)
+    return tied
+
+
 def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
                 n_deaths: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                         np.ndarray, np.ndarray]:
@@ -327,14 +371,24 @@ def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.nda
     Returns ``a, b``, the event times and strata, the death rows in (event time, row)
     order and their event index.
     """
+    n = order.size // 2
+    upto = np.empty(order.size, np.int64)
+    ev_time, ev_strat = np.empty(n_deaths), np.zeros(n_deaths, np.int64)
+    dead, dk = np.empty(n_deaths, np.int64), np.empty(n_deaths, np.int64)
+    a, b = np.empty(n, np.int64), np.empty(n, np.int64)
+    k, nd = _risk_ranges_into(ts, ss, order, event, upto, ev_time, ev_strat, dead, dk, a, b)
+    return a, b, ev_time[:k], ev_strat[:k], dead[:nd], dk[:nd]
+
+
+@_jit
+def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
+                      upto: np.ndarray, ev_time: np.ndarray, ev_strat: np.ndarray,
+                      dead: np.ndarray, dk: np.ndarray, a: np.ndarray, b: np.ndarray
+                      ) -> tuple[int, int]:
+    """The walks of :func:`risk_ranges`; returns the numbers of event times and deaths."""
     m_n = order.size
     n = m_n // 2
     single = ss.size == 0
-    upto = np.empty(m_n, np.int64)         # event times <= each group
-    ev_time = np.empty(n_deaths)
-    ev_strat = np.zeros(n_deaths, np.int64)
-    dead = np.empty(n_deaths, np.int64)
-    dk = np.empty(n_deaths, np.int64)
     g, k, nd, first_dead = -1, 0, 0, 0
     has = False
     for q in range(m_n):
@@ -363,8 +417,6 @@ def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.nda
             _close_deaths(dead, dk, first_dead, nd, k)
             k += 1
         upto[g] = k
-    a = np.empty(n, np.int64)
-    b = np.empty(n, np.int64)
     g = -1
     for q in range(m_n):
         if g < 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1]):
@@ -374,7 +426,7 @@ def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.nda
             a[idx] = upto[g]
         else:
             b[idx - n] = upto[g]
-    return a, b, ev_time[:k], ev_strat[:k], dead[:nd], dk[:nd]
+    return k, nd
 
 
 @_jit
@@ -386,7 +438,6 @@ def _close_deaths(dead: np.ndarray, dk: np.ndarray, lo: int, hi: int, k: int) ->
         dk[m] = k
 
 
-@_jit
 def fix_times(ts: np.ndarray, order: np.ndarray, y: np.ndarray, tied: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """R's time fix as ``_coxcore.aeq_times``: every finite time takes the smallest value
@@ -396,15 +447,21 @@ def fix_times(ts: np.ndarray, order: np.ndarray, y: np.ndarray, tied: np.ndarray
     finite values.  Returns the fixed times (in the order of ``t``) and the same values
     sorted (``order`` still sorts them).
     """
-    rep = np.empty(y.size)
+    fixed, fsorted = np.empty(ts.size), np.empty(ts.size)
+    _fix_times_into(ts, order, y, tied, np.empty(y.size), fixed, fsorted)
+    return fixed, fsorted
+
+
+@_jit
+def _fix_times_into(ts: np.ndarray, order: np.ndarray, y: np.ndarray, tied: np.ndarray,
+                    rep: np.ndarray, fixed: np.ndarray, fsorted: np.ndarray) -> None:
+    """The walk of :func:`fix_times` (``rep``: work array, the representative of each y)."""
     r = y[0]
     rep[0] = r
     for u in range(1, y.size):
         if not tied[u - 1]:
             r = y[u]
         rep[u] = r
-    fixed = np.empty(ts.size)
-    fsorted = np.empty(ts.size)
     u = -1
     for q in range(ts.size):
         v = ts[q]
@@ -415,4 +472,3 @@ def fix_times(ts: np.ndarray, order: np.ndarray, y: np.ndarray, tied: np.ndarray
             f = rep[u]
         fsorted[q] = f
         fixed[order[q]] = f
-    return fixed, fsorted
