@@ -1,4 +1,5 @@
-"""Figures as they reach the PDF: hatching survives svglib, line styles and greyscale, bands,
+"""Figures as they reach the PDF: hatching survives the copy into the report, vector paths
+and no fonts, line styles and greyscale, bands,
 the forest plot with a term that is not estimable, the KM at-risk row."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from reportlab.graphics import renderPDF  # noqa: E402
+from reportlab.pdfgen.canvas import Canvas  # noqa: E402
 
 import imrsurv as ims  # noqa: E402
 from imrsurv.models.km import km_first  # noqa: E402
@@ -29,13 +30,44 @@ def _theme():
 
 
 def as_pdf_png(fig, tmp_path, dpi: int = 100) -> np.ndarray:
-    """The figure through the report's own path (SVG -> svglib -> PDF), rasterised, grey."""
-    drawing = figures.drawing(fig)
-    pdf = tmp_path / "fig.pdf"
-    renderPDF.drawToFile(drawing, str(pdf))
+    """The figure through the report's own path (matplotlib PDF -> form XObject in a
+    reportlab page), rasterised, grey."""
+    pdf = figure_page(fig, tmp_path)
     subprocess.run(["pdftoppm", "-r", str(dpi), "-png", "-singlefile", str(pdf),
                     str(tmp_path / "fig")], check=True)
     return np.asarray(Image.open(tmp_path / "fig.png").convert("L"), dtype=int)
+
+
+def figure_page(fig, tmp_path):
+    """A reportlab page holding just the figure as the report draws it."""
+    flow = figures.drawing(fig)
+    pdf = tmp_path / "fig.pdf"
+    canv = Canvas(str(pdf), pagesize=(flow.width, flow.height), invariant=1)
+    flow.drawOn(canv, 0, 0)
+    canv.save()
+    return pdf
+
+
+def test_figures_are_vector_paths_without_fonts(tmp_path):
+    ax = plot_state_probabilities(flat_probs(), title="Title")
+    pdf = figure_page(ax.figure, tmp_path)
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True,
+                            check=True)
+    assert images.stdout.splitlines()[2:] == []         # nothing rasterised
+    reader = __import__("pypdf").PdfReader(pdf)
+    forms = reader.pages[0]["/Resources"]["/XObject"]
+    assert len(forms) == 1
+    form = next(iter(forms.values())).get_object()
+    assert form["/Subtype"] == "/Form" and b" re" in form.get_data()  # matplotlib's paths
+    res = form["/Resources"].get_object()
+    assert len(res.get("/Font", {}).get_object()) == 0  # text drawn as paths, no fonts
+
+
+def test_figure_form_is_the_same_bytes_every_time(tmp_path):
+    data = [figures.figure_pdf(plot_state_probabilities(flat_probs(), title="").figure)
+            for _ in range(2)]
+    assert data[0] == data[1]
+    assert figures.PdfFigure(data[0]).name == figures.PdfFigure(data[1]).name
 
 
 def runs(line: np.ndarray, dark: int = 110) -> int:

@@ -28,6 +28,7 @@ deaths), so each term is one weighted cross-product over rows: O(n p^3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,28 +111,40 @@ def evaluate_firth(pb: core.CoxProblem, beta: np.ndarray) -> FirthState:
     return FirthState(st, st.loglik + 0.5 * logdet, score, st.info, st.loglik, logdet)
 
 
-def evaluate_firth_newton(pb: core.CoxProblem, beta: np.ndarray) -> FirthState:
+def evaluate_firth_newton(pb: core.CoxProblem, beta: np.ndarray,
+                          columns: Sequence[int] | None = None) -> FirthState:
     """:func:`evaluate_firth` with ``info`` replaced by minus the Hessian of ``l*``.
 
     The Hessian is the forward difference of the analytic penalised score
-    (p extra evaluations), symmetrised; where it is not negative definite
-    (far from the maximum) the ordinary information is kept.
+    (one extra evaluation per column), symmetrised; where it is not negative
+    definite (far from the maximum) the ordinary information is kept.
+    ``columns``: only this block of the Hessian is needed (the free
+    coefficients of a restricted fit, :func:`.cox_inference.restricted_fit`):
+    the other columns are not differenced and keep the ordinary information,
+    and the definiteness check is on the block. The block's entries are the
+    same numbers as in the full Hessian.
     """
     fs = evaluate_firth(pb, beta)
     if not np.isfinite(fs.loglik):
         return fs
-    p = beta.size
-    hess = np.empty((p, p))
-    for r in range(p):
+    cols = list(range(beta.size)) if columns is None else list(columns)
+    k = len(cols)
+    hess = np.empty((k, k))
+    for c, r in enumerate(cols):
         h = 1e-6 * (1.0 + abs(beta[r]))
         e = beta.copy()
         e[r] += h
-        hess[:, r] = (evaluate_firth(pb, e).score - fs.score) / h
+        hess[:, c] = (evaluate_firth(pb, e).score[cols] - fs.score[cols]) / h
     neg = -(hess + hess.T) / 2
     if np.all(np.isfinite(neg)):
         try:
             sla.cho_factor(neg, lower=True)
-            fs.info = neg
         except np.linalg.LinAlgError:
-            pass
+            return fs
+        if k == beta.size:
+            fs.info = neg
+        else:
+            info = fs.info.copy()
+            info[np.ix_(cols, cols)] = neg
+            fs.info = info
     return fs

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 PACKAGES = ("imrsurv", "numpy", "scipy", "pandas", "lifelines", "statsmodels", "matplotlib",
-            "seaborn", "formulaic", "reportlab", "svglib")
+            "seaborn", "formulaic", "reportlab", "pypdf")
 
 
 def sha256_file(path: Path) -> str:

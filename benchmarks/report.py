@@ -1,0 +1,168 @@
+"""Time the Bond replication report: the whole command and the build inside one process.
+
+    python benchmarks/report.py                   # 5 runs of this checkout
+    python benchmarks/report.py --old 520c15d     # the same runs beside imrsurv at 520c15d
+    python benchmarks/report.py --runs 9 --old 520c15d --json /tmp/report.json
+
+Three figures per revision, each the median over ``--runs`` runs:
+
+* ``command``: wall time of ``imrsurv replicate bond2014 --out FILE`` (the
+  console script next to this interpreter), process start, imports and exit
+  included: what a user rebuilding the report waits for;
+* ``imports``: in a fresh process, the time to import ``imrsurv.cli`` and
+  ``imrsurv.report.build`` (what the command loads before any section runs;
+  the sections import their own models, which counts under ``first build``);
+* ``first build``: that process's first ``main(["replicate", ...])`` call;
+* ``warm build``: a second call in the same process, every module already
+  imported (the analyses, figures and PDF alone).
+
+The old revision (``--old REV``) is checked out with ``git worktree add
+/tmp/wt_REV REV`` (kept for later runs) and put first on ``PYTHONPATH`` of its
+runs, which start in a temporary directory so that this checkout is not on
+``sys.path``. Runs of the two revisions alternate, so that a change in the
+machine's load hits both. Each revision's PDFs must be byte-identical across
+its runs (the script stops otherwise); the two revisions' PDFs are compared
+and the result printed (they differ where the change altered the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = "bond2014.pdf"
+
+INPROCESS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import imrsurv.cli
+import imrsurv.report.build
+t1 = time.perf_counter()
+imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet"])
+t2 = time.perf_counter()
+imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet"])
+t3 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "first build": t2 - t1, "warm build": t3 - t2,
+                  "package": imrsurv.__file__}))
+"""
+
+
+def worktree(rev: str) -> Path:
+    """``/tmp/wt_REV`` holding revision ``rev`` (created once with ``git worktree add``)."""
+    path = Path(f"/tmp/wt_{rev}")
+    if not (path / "imrsurv" / "__init__.py").exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                       check=True, capture_output=True)
+    return path
+
+
+def console_script() -> list[str]:
+    script = Path(sys.executable).parent / "imrsurv"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imrsurv.cli"]
+
+
+class Revision:
+    """One imrsurv to time: this checkout (``path=None``) or a worktree."""
+
+    def __init__(self, name: str, path: Path | None, work: Path):
+        self.name, self.path = name, path
+        self.dir = work / name
+        self.dir.mkdir()
+        self.env = dict(os.environ)
+        self.env.pop("PYTHONPATH", None)
+        self.env["PYTHONPATH"] = str(path if path is not None else ROOT)
+        self.times: dict[str, list[float]] = {"command": [], "imports": [], "first build": [],
+                                              "warm build": []}
+        self.digests: set[str] = set()
+
+    def run_command(self) -> None:
+        out = self.dir / OUT   # relative on the command line: the same Provenance for both
+        t = time.perf_counter()
+        subprocess.run([*console_script(), "replicate", "bond2014", "--out", OUT,
+                        "--quiet"], check=True, cwd=self.dir, env=self.env,
+                       stdout=subprocess.DEVNULL)
+        self.times["command"].append(time.perf_counter() - t)
+        self.digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+
+    def run_inprocess(self) -> None:
+        out = self.dir / OUT
+        res = subprocess.run([sys.executable, "-c", INPROCESS, OUT], check=True,
+                             cwd=self.dir, env=self.env, capture_output=True, text=True)
+        got = json.loads(res.stdout.strip().splitlines()[-1])
+        expected = (self.path or ROOT) / "imrsurv" / "__init__.py"
+        if Path(got["package"]).resolve() != expected.resolve():
+            raise SystemExit(f"{self.name}: imported {got['package']}, not {expected}")
+        for key in ("imports", "first build", "warm build"):
+            self.times[key].append(got[key])
+        self.digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+
+    def medians(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self.times.items()}
+
+
+def load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="runs per revision (default: 5)")
+    ap.add_argument("--old", metavar="REV", help="also time imrsurv at git revision REV")
+    ap.add_argument("--json", type=Path, help="write the figures to this file")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="imrsurv-report-bench-") as tmp:
+        revs = [Revision("new", None, Path(tmp))]
+        if args.old:
+            revs.append(Revision(f"old-{args.old}", worktree(args.old), Path(tmp)))
+        print(f"load before: {load()}; {platform.python_version()} on {platform.machine()}")
+        for rev in revs:        # one unmeasured run each: file caches, .pyc files
+            rev.run_command()
+        for rev in revs:
+            rev.times["command"].clear()
+        for _ in range(args.runs):
+            for rev in revs:
+                rev.run_command()
+                rev.run_inprocess()
+        print(f"load after: {load()}")
+        result = {"runs": args.runs, "load_after": load(), "revisions": {}}
+        for rev in revs:
+            if len(rev.digests) != 1:
+                raise SystemExit(f"{rev.name}: the PDF differs between runs "
+                                 f"({len(rev.digests)} different files)")
+            med = rev.medians()
+            result["revisions"][rev.name] = {**{k: round(v, 3) for k, v in med.items()},
+                                             "sha256": next(iter(rev.digests))}
+        print(f"\nmedian of {args.runs} runs (s)   " + "  ".join(f"{r.name:>14}" for r in revs)
+              + ("     new/old" if len(revs) == 2 else ""))
+        for key in revs[0].times:
+            vals = [rev.medians()[key] for rev in revs]
+            line = f"{key:<28}" + "  ".join(f"{v:14.2f}" for v in vals)
+            if len(vals) == 2:
+                line += f"  {vals[0] / vals[1]:10.2f}"
+            print(line)
+        if len(revs) == 2:
+            same = revs[0].digests == revs[1].digests
+            print(f"\nPDFs of the two revisions {'identical' if same else 'differ'}; "
+                  "each revision's PDFs identical across its runs")
+            result["pdfs_identical_between_revisions"] = same
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
