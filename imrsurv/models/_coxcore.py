@@ -301,8 +301,7 @@ class CoxProblem:
         self.wdead = self.weights[ix.death_rows]
         self.offd_sum = float(self.wdead @ self.offset[ix.death_rows])
         if use_kernels(self):   # large: xd (deaths x p) only when a residual needs it
-            self.xd_sum = np.array([self.wdead @ self.x[:, j][ix.death_rows]
-                                    for j in range(self.x.shape[1])])
+            self.xd_sum = _kernels().death_sums(self.x, ix.death_rows, self.wdead)
         else:
             self.xd_sum = self.wdead @ self.xd
         self.wd = np.bincount(ix.death_k, self.wdead, minlength=ix.n_times)

@@ -63,6 +63,19 @@ def _jit(fn: Callable[..., Any]) -> Callable[..., Any]:
         return numba.njit(cache=False, nogil=True)(fn)
 
 
+def _jit_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`_jit` allowing the reassociation of sums (so that reductions vectorise)."""
+    if numba is None:
+        return fn
+    flags = {"reassoc", "contract"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", numba.NumbaWarning)
+            return numba.njit(cache=True, nogil=True, fastmath=flags)(fn)
+    except (RuntimeError, OSError, numba.NumbaWarning):
+        return numba.njit(cache=False, nogil=True, fastmath=flags)(fn)
+
+
 @_jit
 def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
                   shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
@@ -175,7 +188,10 @@ def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
     return logsum
 
 
-@_jit
+_BLOCK = 2048     # rows per block of the information's cross-products (fits in L1/L2)
+
+
+@_jit_fast
 def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
                  a: np.ndarray, b: np.ndarray, c1: np.ndarray, c2: np.ndarray,
                  tied_rows: np.ndarray, tied_k: np.ndarray, abar: np.ndarray,
@@ -184,7 +200,8 @@ def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighte
 
     ``C`` (filled into ``cc``, n_times + 1) is the running sum of ``c1``; the tied
     correction ``r_i c2[k_i]`` of deaths at tied times is subtracted in a second,
-    short loop.
+    short loop.  The cross-products run over blocks of rows as vectorised dot
+    products (sums reassociated: the reason for ``fastmath`` reassociation here).
     """
     n, p = x.shape
     k_n = c1.size
@@ -194,15 +211,21 @@ def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighte
         acc += c1[k]
         cc[k + 1] = acc
     g = np.zeros((p, p))
-    xi = np.empty(p)
-    for i in range(n):
-        w = (risk[i] if unweighted else risk[i] * weights[i]) * (cc[b[i]] - cc[a[i]])
+    wx = np.empty((p, _BLOCK))
+    for lo in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - lo)
+        for t in range(m):
+            i = lo + t
+            wx[0, t] = (risk[i] if unweighted else risk[i] * weights[i]) * (cc[b[i]] - cc[a[i]])
+        for j in range(p - 1, -1, -1):      # wx[j] = w x_j (row 0 holds w until last)
+            for t in range(m):
+                wx[j, t] = wx[0, t] * x[lo + t, j]
         for j in range(p):
-            xi[j] = x[i, j]
-        for j in range(p):
-            v = w * xi[j]
-            for m in range(j + 1):
-                g[j, m] += v * xi[m]
+            for c in range(j + 1):
+                s = 0.0
+                for t in range(m):
+                    s += wx[j, t] * x[lo + t, c]
+                g[j, c] += s
     for t in range(tied_rows.size):
         i = tied_rows[t]
         w = (risk[i] if unweighted else risk[i] * weights[i]) * c2[tied_k[t]]
@@ -220,6 +243,19 @@ def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighte
         for m in range(j):
             g[m, j] = g[j, m]
     return g
+
+
+@_jit
+def death_sums(x: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum_t w_t x[rows_t]`` (p), without gathering the rows."""
+    p = x.shape[1]
+    out = np.zeros(p)
+    for j in range(p):
+        s = 0.0
+        for t in range(rows.size):
+            s += w[t] * x[rows[t], j]
+        out[j] = s
+    return out
 
 
 def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: np.ndarray,
