@@ -17,12 +17,31 @@ def _data(n: int = 400) -> pd.DataFrame:
 
 
 def test_estimate_grows_with_rows_and_columns() -> None:
-    one = core.memory_estimate(1_000_000, 5)
+    one = core.memory_estimate(1_000_000, 5, compiled=False)
     assert 400 * 2**20 < one < 900 * 2**20  # benchmark: 526 MB traced at 1M x 5
-    assert core.memory_estimate(10_000_000, 5) == pytest.approx(10 * one, rel=1e-6)
-    assert core.memory_estimate(1_000_000, 10) > one
+    assert core.memory_estimate(10_000_000, 5, compiled=False) == pytest.approx(10 * one,
+                                                                                rel=1e-6)
+    assert core.memory_estimate(1_000_000, 10, compiled=False) > one
+    # compiled kernels: peak RSS growth during a fit with cluster was 392 MiB at 1M x 5
+    # and 3.80 GiB at 10M x 5 (benchmarks/RESULTS.md, "Issue 13: compiled kernel")
+    fast = core.memory_estimate(1_000_000, 5, compiled=True)
+    assert 392 * 2**20 <= fast < 500 * 2**20
+    assert core.memory_estimate(10_000_000, 5, compiled=True) >= 3.80 * 2**30
+    assert core.memory_estimate(1_000_000, 10, compiled=True) > fast
     have = core.available_memory()
     assert have is None or have > 0
+
+
+def test_estimate_follows_the_path_the_fit_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    small = core.FAST_MIN_ROWS - 1
+    assert core.memory_estimate(small, 5) == core.memory_estimate(small, 5, compiled=False)
+    monkeypatch.setattr(core, "_kernels", lambda: None)       # numba missing or switched off
+    big = core.FAST_MIN_ROWS * 10
+    assert core.memory_estimate(big, 5) == core.memory_estimate(big, 5, compiled=False)
+    monkeypatch.setattr(core, "_kernels", lambda: object())
+    assert core.memory_estimate(big, 5) == core.memory_estimate(big, 5, compiled=True)
+    assert core.memory_estimate(big, core.FAST_MAX_COLS + 1) == core.memory_estimate(
+        big, core.FAST_MAX_COLS + 1, compiled=False)
 
 
 def test_fit_refused_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:

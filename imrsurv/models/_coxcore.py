@@ -69,11 +69,27 @@ __all__ = [
 # covariate (centred design, risk-set products, score residuals). Calibrated on
 # benchmarks/cox.py (tracemalloc peak 526 MB at 1M rows x 5 covariates with cluster).
 _BYTES_PER_ROW, _BYTES_PER_CELL = 13 * 8, 7 * 8 * 1.2
+# The compiled path (fits of at least FAST_MIN_ROWS rows, see _coxkernels): about 25
+# numbers per row (index, fixed times, risks, per-event-time arrays, cluster codes) plus
+# 5 per covariate (design, [S0 | S1], abar, score residuals and their running sums).
+# Calibrated on the growth of the process's peak RSS during one fit with cluster, 5
+# covariates: 392 MiB at 1M rows, 3.80 GiB at 10M, about 410 bytes a row (without
+# cluster 267 MiB / 2.57 GiB); the estimate is 420 bytes a row at 5 covariates.
+_BYTES_PER_ROW_COMPILED, _BYTES_PER_CELL_COMPILED = 210, 42
 
 
-def memory_estimate(n_rows: int, n_cols: int) -> int:
-    """Peak bytes a fit of ``n_rows`` x ``n_cols`` allocates (see the constants above)."""
-    return int(n_rows * (_BYTES_PER_ROW + _BYTES_PER_CELL * max(n_cols, 1)))
+def memory_estimate(n_rows: int, n_cols: int, compiled: bool | None = None) -> int:
+    """Peak bytes a fit of ``n_rows`` x ``n_cols`` allocates (see the constants above).
+
+    ``compiled``: whether the compiled kernels will run (default: decided as the fit
+    decides, from the size and whether numba is available).
+    """
+    if compiled is None:
+        compiled = (n_rows >= FAST_MIN_ROWS and 0 < n_cols <= FAST_MAX_COLS
+                    and _kernels() is not None)
+    per_row, per_cell = ((_BYTES_PER_ROW_COMPILED, _BYTES_PER_CELL_COMPILED) if compiled
+                         else (_BYTES_PER_ROW, _BYTES_PER_CELL))
+    return int(n_rows * (per_row + per_cell * max(n_cols, 1)))
 
 
 def available_memory() -> int | None:
