@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable
 
@@ -110,6 +111,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.build import report
     from .report.spec import write_starter
 
+    _settle(args)
     if args.init:
         path = write_starter(args.init)
         print(f"wrote {path}: a commented starter spec; set [data] events (and covariates, "
@@ -143,6 +145,7 @@ def _progress(args: argparse.Namespace) -> bool:
 def cmd_replicate(args: argparse.Namespace) -> int:
     from .report.build import report
 
+    _settle(args)
     spec = {k: dict(v) for k, v in BOND_SPEC.items()}
     command = f"imrsurv replicate {args.design} --out {args.out}"
     if args.data:
@@ -216,13 +219,37 @@ def _register_simulate(sub: argparse._SubParsersAction) -> None:
 _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_register_simulate]
 
 
+def _settle(args: argparse.Namespace) -> None:
+    """Put every object alive now out of the garbage collector's reach (``gc.freeze``).
+
+    Only for the console script (``args.program``), whose process ends when :func:`main` returns:
+    after the imports of a report (a million objects of pandas, scipy, matplotlib)
+    each full collection would walk them again, and the interpreter's last
+    collection at exit took about 0.5 s of a Bond report's 5 s. Objects made
+    afterwards are collected as usual; a frozen object is simply never freed
+    before exit, which is when it would have been freed anyway.
+    """
+    if getattr(args, "program", False):
+        gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``imrsurv`` command; ``argv=None`` (the console script) reads ``sys.argv``.
+
+    Called as the console script, long-lived objects are frozen for the garbage
+    collector after the imports of ``report``/``replicate`` and before exit
+    (:func:`_settle`); a call with an explicit ``argv`` (tests, notebooks)
+    leaves the collector alone.
+    """
     args = build_parser().parse_args(argv)
+    args.program = argv is None
     try:
         return int(args.func(args) or 0)
     except DataError as err:
         print(err, file=sys.stderr)
         return 1
+    finally:
+        _settle(args)
 
 
 if __name__ == "__main__":
