@@ -205,3 +205,21 @@ def test_jit_falls_back_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(kernels.numba, "njit", njit)
     f = kernels._jit(lambda v: v + 1)
     assert calls == [True, False] and f(1) == 2
+
+
+def test_workspace_reuses_a_buffer_only_when_nothing_holds_it() -> None:
+    ws = kernels.Workspace()
+    a = ws.get("x", (3,))
+    a[:] = 1.0
+    b = ws.get("x", (3,))
+    assert b is not a                      # a (a live state's array) is never overwritten
+    view = b[1:]
+    del b
+    c = ws.get("x", (3,))
+    assert c is not view.base              # a live view keeps its buffer too
+    del view
+    cid = id(c)
+    del c
+    d = ws.get("x", (3,), zero=True)
+    assert id(d) == cid and not d.any()    # free: refilled (zeroed when asked)
+    assert ws.get("x", (4,)).shape == (4,)

@@ -594,7 +594,8 @@ def _stratum_means(pb: CoxProblem) -> tuple[np.ndarray, np.ndarray]:
     return pb.kernel_means
 
 
-def _evaluate_compiled(pb: CoxProblem, beta: np.ndarray, need_info: bool) -> CoxState:
+def _evaluate_compiled(pb: CoxProblem, beta: np.ndarray, need_info: bool,
+                       workspace: Any = None) -> CoxState:
     """:func:`evaluate` by the fused kernels of :mod:`._coxkernels` (large fits)."""
     ix = pb.index
     beta = np.asarray(beta, float)
@@ -603,7 +604,7 @@ def _evaluate_compiled(pb: CoxProblem, beta: np.ndarray, need_info: bool) -> Cox
     out = _kernels().evaluate_kernel(
         pb.x, np.ascontiguousarray(beta), pb.offset, shift, pb.weights, pb.unweighted,
         pb.strata, ix.a, ix.b, ix.n_times, pb.xt, ix.tied_rows, ix.tied_k, ix.extra_k,
-        np.ascontiguousarray(ix.extra_frac), pb.mw, ix.event_stratum, need_info)
+        np.ascontiguousarray(ix.extra_frac), pb.mw, ix.event_stratum, need_info, workspace)
     loglik = float(pb.xd_sum @ beta + pb.offd_sum - out["logsum"])
     score = pb.xd_sum - out["score_part"]
     return CoxState(beta=beta, eta=out["eta"], shift=out["shift"], risk_u=out["risk_u"],
@@ -694,6 +695,10 @@ def newton_raphson(pb: CoxProblem, max_iter: int = 30, eps: float = 1e-9,
     """Maximise the partial likelihood of ``pb`` (see :func:`maximise`)."""
     p = pb.x.shape[1]
     beta0 = np.zeros(p) if init is None else np.asarray(init, float).copy()
+    if use_kernels(pb):   # one workspace for the iterations: buffers refilled, not refaulted
+        ws = _kernels().Workspace()
+        return maximise(lambda beta: _evaluate_compiled(pb, beta, True, ws), beta0, max_iter,
+                        eps)
     return maximise(lambda beta: evaluate(pb, beta), beta0, max_iter, eps)
 
 

@@ -27,13 +27,14 @@ which at 10M rows makes the random scatters and gathers ~1.5x faster.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "evaluate_kernel", "score_residual_kernel"]
+__all__ = ["AVAILABLE", "Workspace", "evaluate_kernel", "score_residual_kernel"]
 
 
 def _disabled() -> bool:
@@ -258,30 +259,71 @@ def death_sums(x: np.ndarray, rows: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
+def _holders(store: dict[str, np.ndarray], key: str) -> int:
+    """References to ``store[key]`` (as counted from inside this function)."""
+    buf = store[key]
+    return sys.getrefcount(buf)
+
+
+class Workspace:
+    """Buffers of one Newton iteration's evaluation, reused by the next.
+
+    In this VM-like setting fresh memory costs page faults at every evaluation;
+    a buffer is reused only when nothing but the workspace refers to it (no state,
+    no view of it alive), judged against the reference count of a probe array held
+    the same way (so the test does not depend on how the interpreter counts).  Lives
+    as long as one maximisation (``_coxcore.newton_raphson``).
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {"_probe": np.empty(0)}
+
+    def get(self, key: str, shape: tuple[int, ...], zero: bool = False) -> np.ndarray:
+        buf = self._bufs.get(key)
+        if (buf is not None and buf.shape == shape
+                and _holders(self._bufs, key) <= _holders(self._bufs, "_probe") + 1):
+            del buf
+            out = self._bufs[key]
+            if zero:
+                out.fill(0.0)
+            return out
+        del buf
+        out = np.zeros(shape) if zero else np.empty(shape)
+        self._bufs[key] = out
+        return out
+
+
+def _fresh(key: str, shape: tuple[int, ...], zero: bool = False) -> np.ndarray:
+    return np.zeros(shape) if zero else np.empty(shape)
+
+
 def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: np.ndarray,
                     weights: np.ndarray, unweighted: bool, strata: np.ndarray, a: np.ndarray,
                     b: np.ndarray, n_times: int, xt: np.ndarray, tied_rows: np.ndarray,
                     tied_k: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
-                    mw: np.ndarray, event_stratum: np.ndarray, need_info: bool
-                    ) -> dict[str, Any]:
+                    mw: np.ndarray, event_stratum: np.ndarray, need_info: bool,
+                    workspace: Workspace | None = None) -> dict[str, Any]:
     """Everything ``_coxcore.evaluate`` computes at ``beta`` with risks ``exp(eta - shift)``
     (``shift`` per stratum), except the death-row terms of the log-likelihood and score
     (``xd_sum``, the caller adds them): ``logsum = sum_j mw_j log den_j`` (shift added
-    back) and ``score_part = sum_j mw_j abar_j``."""
+    back) and ``score_part = sum_j mw_j abar_j``.  With ``workspace`` the large arrays
+    of a previous evaluation that nothing holds any more are refilled."""
     n, p = x.shape
     q_n = n_times + extra_k.size
-    eta, risk_u = np.empty(n), np.empty(n)
-    net = np.zeros((n_times + 1, p + 1))
+    get = workspace.get if workspace is not None else _fresh
+    eta, risk_u = get("eta", (n,)), get("risk", (n,))
+    net = get("net", (n_times + 1, p + 1), zero=True)
     _riskset_into(x, beta, offset, strata, shift, weights, unweighted, a, b, eta, risk_u, net)
     s01 = net[:n_times]
+    # sparse (written at tied times only): fresh zeros, whose untouched pages cost nothing
     e0, e1, c2 = np.zeros(n_times), np.zeros((n_times, p)), np.zeros(n_times)
-    den, hj, c1 = np.empty(q_n), np.empty(q_n), np.empty(n_times)
-    abar, score_part = np.empty((q_n, p)), np.empty(p)
+    den, hj, c1 = get("den", (q_n,)), get("hj", (q_n,)), get("c1", (n_times,))
+    abar, score_part = get("abar", (q_n, p)), np.empty(p)
     logsum = _pseudo_events_into(s01, risk_u, weights, unweighted, xt, tied_rows, tied_k,
                                  extra_k, extra_frac, mw, shift, event_stratum, e0, e1,
                                  den, abar, hj, c1, c2, score_part)
     info = (_information(x, risk_u, weights, unweighted, a, b, c1, c2, tied_rows, tied_k,
-                         abar, mw, np.empty(n_times + 1)) if need_info
+                         abar, mw, get("cc", (n_times + 1,))) if need_info
             else np.empty((p, p)))
     return dict(eta=eta, shift=shift, risk_u=risk_u, s0=s01[:, 0], s1=s01[:, 1:], e0=e0,
                 e1=e1, den=den, abar=abar, hj=hj, c1=c1, c2=c2, logsum=logsum,
