@@ -306,38 +306,37 @@ class _Profile:
     def limit(self, sign: float, step0: float) -> float:
         """The outward doubling search of :func:`_search`, then Newton steps on the curve.
 
-        The doubling brackets the limit between the last point inside
-        (curve <= 0) and the first outside; from the outside point Newton
-        steps with the exact slope (the curve is close to a convex parabola,
-        so they approach from outside without overshooting) converge in 3-4
-        restricted fits where bisection-type root finding needs about 8. A
-        step that leaves the bracket is replaced by bisection; a point that
-        cannot be computed hands the bracket to ``brentq`` as before.
+        The doubling (the same points, so the same warm starts, as
+        :func:`_search`: far out, where the restricted fits no longer converge,
+        its verdict "infinite" must not depend on the route) brackets the limit
+        between the last point inside (curve <= 0) and the first outside. From
+        the outside point Newton steps with the exact slope (the curve is close
+        to a convex parabola, so they approach from outside without
+        overshooting) converge in 2-3 restricted fits where ``brentq`` needed
+        about 8 (two of them re-evaluating the bracket's ends). A step that
+        leaves the bracket is replaced by bisection; a point that cannot be
+        computed hands the bracket to ``brentq`` as before.
+
+        Ordinary (unpenalised) fits keep :func:`_search` unchanged: when another
+        coefficient diverges, the restricted maxima sit on a likelihood that is
+        flat in that direction and the curve depends (at about 1e-2) on how far
+        out each fit stops, so the route of the root finder would change the
+        limit. The penalised likelihood has no such plateau.
         """
         start = self.beta[self.j]
-        inner, dist, tangents = start, step0, 2
-        reach = min(dist, PROFILE_SPAN)           # |b - start|, kept exact
+        if self.penalty != "firth":
+            return _search(self, start, sign, step0)
+        inner, dist = start, step0
         while True:
-            b = start + sign * reach
+            b = start + sign * min(dist, PROFILE_SPAN)
             val = self(b)
             if not np.isfinite(val):
                 return sign * np.inf
             if val > 0:
                 return self._root(inner, b, val, self.slope)
-            if reach >= PROFILE_SPAN:
+            if dist >= PROFILE_SPAN:
                 return sign * np.inf
-            inner = b
-            dist = max(dist, reach)
-            doubled = min(2 * dist, PROFILE_SPAN)
-            # the tangent from inside a convex curve crosses zero just beyond the root:
-            # try it first (twice at most: where the curve is concave the tangents creep
-            # up on the root from inside) when it falls short of the doubled step
-            ahead = -sign * val / self.slope if np.isfinite(self.slope) and self.slope != 0 \
-                else np.nan
-            if tangents and np.isfinite(ahead) and 0 < ahead and reach + ahead < doubled:
-                reach, tangents = reach + ahead, tangents - 1
-            else:
-                reach, dist = doubled, 2 * dist
+            inner, dist = b, dist * 2
 
     def _root(self, inside: float, outside: float, f_out: float, slope: float,
               xtol: float = 1e-10, rtol: float = 1e-12, max_steps: int = 60) -> float:
