@@ -3,6 +3,7 @@
     python benchmarks/report.py                   # 5 runs of this checkout
     python benchmarks/report.py --old 520c15d     # the same runs beside imrsurv at 520c15d
     python benchmarks/report.py --runs 9 --old 520c15d --json /tmp/report.json
+    python benchmarks/report.py --old 520c15d --split   # and where a warm build's time goes
 
 Three figures per revision, each the median over ``--runs`` runs:
 
@@ -15,6 +16,11 @@ Three figures per revision, each the median over ``--runs`` runs:
 * ``first build``: that process's first ``main(["replicate", ...])`` call;
 * ``warm build``: a second call in the same process, every module already
   imported (the analyses, figures and PDF alone).
+
+``--split``: one more process per revision builds the report once to warm up,
+then three times with each section, the figure conversions
+(``figures.drawing``: savefig and embedding, summed over the report) and the
+PDF layout and write (``Document.save``) timed; medians of the three.
 
 The old revision (``--old REV``) is checked out with ``git worktree add
 /tmp/wt_REV REV`` (kept for later runs) and put first on ``PYTHONPATH`` of its
@@ -54,6 +60,33 @@ imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet"])
 t3 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "first build": t2 - t1, "warm build": t3 - t2,
                   "package": imrsurv.__file__}))
+"""
+
+SPLIT = r"""
+import json, statistics, sys, time
+from imrsurv.cli import main
+import imrsurv.report.build as b
+from imrsurv.report import figures, pdf
+times = {}
+def timed(key, fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            times.setdefault(key(a), []).append(time.perf_counter() - t)
+    return wrapper
+b._run_section = timed(lambda a: "section " + a[1], b._run_section)
+figures.drawing = timed(lambda a: "figures", figures.drawing)
+pdf.Document.save = timed(lambda a: "PDF layout and write", pdf.Document.save)
+argv = ["replicate", "bond2014", "--out", sys.argv[1], "--quiet"]
+main(argv)
+times.clear()
+for _ in range(3):
+    main(argv)
+per = len(times["figures"]) // 3
+times["figures"] = [sum(times["figures"][i * per:(i + 1) * per]) for i in range(3)]
+print(json.dumps({k: statistics.median(v) for k, v in times.items()}))
 """
 
 
@@ -106,6 +139,11 @@ class Revision:
             self.times[key].append(got[key])
         self.digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
 
+    def split(self) -> dict[str, float]:
+        res = subprocess.run([sys.executable, "-c", SPLIT, OUT], check=True, cwd=self.dir,
+                             env=self.env, capture_output=True, text=True)
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
     def medians(self) -> dict[str, float]:
         return {k: statistics.median(v) for k, v in self.times.items()}
 
@@ -122,6 +160,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per revision (default: 5)")
     ap.add_argument("--old", metavar="REV", help="also time imrsurv at git revision REV")
+    ap.add_argument("--split", action="store_true",
+                    help="also time each section, the figures and the PDF of a warm build")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imrsurv-report-bench-") as tmp:
@@ -159,6 +199,14 @@ def main() -> int:
             print(f"\nPDFs of the two revisions {'identical' if same else 'differ'}; "
                   "each revision's PDFs identical across its runs")
             result["pdfs_identical_between_revisions"] = same
+        if args.split:
+            splits = [rev.split() for rev in revs]
+            result["split"] = {rev.name: sp for rev, sp in zip(revs, splits, strict=True)}
+            print("\nwarm build, median of 3 (s)  " + "  ".join(f"{r.name:>14}" for r in revs))
+            for key in splits[0]:
+                print(f"{key:<28}" + "  ".join(f"{sp.get(key, float('nan')):14.2f}"
+                                             for sp in splits))
+            print("(sections include the figures they draw; the figures row is their sum)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
