@@ -52,6 +52,7 @@ __all__ = [
     "evaluate",
     "newton_raphson",
     "score_residuals",
+    "cluster_score_sums",
     "martingale_residuals",
     "schoenfeld_residuals",
     "baseline_hazard",
@@ -807,6 +808,28 @@ def score_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:
             col[tr] += ru[tr] * (pb.xt[:, j] * st.c2[tk] - np.ascontiguousarray(mh2[:, j])[tk])
         res[:, j] = col
     return res
+
+
+def cluster_score_sums(pb: CoxProblem, st: CoxState, codes: np.ndarray) -> np.ndarray:
+    """Case-weighted score residuals summed within clusters (``codes`` 0..G-1; G x p):
+    the ``D`` of the Lin-Wei sandwich before it is multiplied by the variance.
+
+    Large fits (compiled kernels) sum inside the kernel without the n x p residual
+    matrix; otherwise :func:`score_residuals`, weighted, then one ``bincount`` a column.
+    """
+    g = int(codes.max()) + 1
+    if use_kernels(pb):
+        ix = pb.index
+        return _kernels().cluster_score_kernel(
+            pb.x, st.risk_u, pb.weights, pb.unweighted, codes.astype(np.int64, copy=False), g,
+            ix.a, ix.b, st.c1, st.c2, st.hj, st.abar, ix.extra_k,
+            np.ascontiguousarray(ix.extra_frac), ix.pcount, ix.death_rows, ix.death_k,
+            ix.tied_rows, ix.tied_k)
+    res = score_residuals(pb, st)
+    if not pb.unweighted:
+        res *= pb.weights[:, None]
+    return np.column_stack([np.bincount(codes, res[:, j], minlength=g)
+                            for j in range(res.shape[1])])
 
 
 def martingale_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:

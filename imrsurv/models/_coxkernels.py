@@ -330,6 +330,97 @@ def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: 
                 score_part=score_part, info=info)
 
 
+def cluster_score_kernel(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
+                         unweighted: bool, codes: np.ndarray, n_clusters: int, a: np.ndarray,
+                         b: np.ndarray, c1: np.ndarray, c2: np.ndarray, hj: np.ndarray,
+                         abar: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
+                         pcount: np.ndarray, death_rows: np.ndarray, death_k: np.ndarray,
+                         tied_rows: np.ndarray, tied_k: np.ndarray) -> np.ndarray:
+    """Case-weighted score residuals summed within clusters (n_clusters x p), without the
+    n x p matrix of :func:`score_residual_kernel` (same terms, R ``agscore3``)."""
+    n, p = x.shape
+    k_n = c1.size
+    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((k_n, p)), np.zeros((k_n, p))
+    hcum, out = np.empty(k_n + 1), np.zeros((n_clusters, p))
+    _cluster_scores_into(x, ru, weights, unweighted, codes, a, b, c1, c2, hj, abar, extra_k,
+                         extra_frac, pcount, death_rows, death_k, tied_rows, tied_k, xcum,
+                         mh2, smean, hcum, out)
+    return out
+
+
+@_jit
+def _cluster_scores_into(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
+                         unweighted: bool, codes: np.ndarray, a: np.ndarray, b: np.ndarray,
+                         c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
+                         extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
+                         death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
+                         tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
+                         smean: np.ndarray, hcum: np.ndarray, out: np.ndarray) -> None:
+    """The sums of :func:`cluster_score_kernel` into ``out`` (zeros); see
+    :func:`_score_residuals_into` for the terms and work arrays."""
+    n, p = x.shape
+    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum)
+    for i in range(n):
+        ai, bi = a[i], b[i]
+        dh = hcum[bi] - hcum[ai]
+        w = ru[i] if unweighted else ru[i] * weights[i]
+        g = codes[i]
+        for j in range(p):
+            out[g, j] += w * (xcum[bi, j] - xcum[ai, j] - x[i, j] * dh)
+    for t in range(death_rows.size):
+        i, k = death_rows[t], death_k[t]
+        w = 1.0 if unweighted else weights[i]
+        g = codes[i]
+        if pcount[k] == 1:
+            for j in range(p):
+                out[g, j] += w * (x[i, j] - abar[k, j])
+        else:
+            for j in range(p):
+                out[g, j] += w * (x[i, j] - smean[k, j])
+    for t in range(tied_rows.size):
+        i, k = tied_rows[t], tied_k[t]
+        w = ru[i] if unweighted else ru[i] * weights[i]
+        g = codes[i]
+        for j in range(p):
+            out[g, j] += w * (x[i, j] * c2[k] - mh2[k, j])
+
+
+@_jit
+def _event_terms(c1: np.ndarray, hj: np.ndarray, abar: np.ndarray, extra_k: np.ndarray,
+                 extra_frac: np.ndarray, pcount: np.ndarray, xcum: np.ndarray,
+                 mh2: np.ndarray, smean: np.ndarray, hcum: np.ndarray) -> None:
+    """Per event time: ``xcum`` running sums of ``xhaz = sum_j hj abar_j`` (leading zero
+    row), ``mh2 = sum_j hj f_j abar_j`` and ``smean = mean_j abar_j`` at tied times
+    (``mh2``, ``smean`` zeros on entry, written at tied times only), ``hcum`` running
+    sums of ``c1``."""
+    k_n, p = c1.size, abar.shape[1]
+    n_x = extra_k.size
+    for j in range(p):
+        xcum[0, j] = 0.0
+    for k in range(k_n):
+        for j in range(p):
+            xcum[k + 1, j] = hj[k] * abar[k, j]
+    for q in range(n_x):
+        k = extra_k[q]
+        h = hj[k_n + q]
+        hf = h * extra_frac[q]
+        for j in range(p):
+            ab = abar[k_n + q, j]
+            xcum[k + 1, j] += h * ab
+            mh2[k, j] += hf * ab
+            smean[k, j] += ab
+    for q in range(n_x):             # each tied time once: its j = 0 term, then the mean
+        k = extra_k[q]
+        if q == 0 or extra_k[q - 1] != k:
+            for j in range(p):
+                smean[k, j] = (smean[k, j] + abar[k, j]) / pcount[k]
+    hcum[0] = 0.0
+    for k in range(k_n):
+        hcum[k + 1] = hcum[k] + c1[k]
+        for j in range(p):
+            xcum[k + 1, j] += xcum[k, j]
+
+
 def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.ndarray,
                           c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
                           extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
@@ -361,32 +452,7 @@ def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
     then ``xcum`` and ``hcum`` are running sums with a leading zero row.
     """
     n, p = x.shape
-    k_n = c1.size
-    n_x = extra_k.size
-    for j in range(p):
-        xcum[0, j] = 0.0
-    for k in range(k_n):
-        for j in range(p):
-            xcum[k + 1, j] = hj[k] * abar[k, j]
-    for q in range(n_x):
-        k = extra_k[q]
-        h = hj[k_n + q]
-        hf = h * extra_frac[q]
-        for j in range(p):
-            ab = abar[k_n + q, j]
-            xcum[k + 1, j] += h * ab
-            mh2[k, j] += hf * ab
-            smean[k, j] += ab
-    for q in range(n_x):             # each tied time once: its j = 0 term, then the mean
-        k = extra_k[q]
-        if q == 0 or extra_k[q - 1] != k:
-            for j in range(p):
-                smean[k, j] = (smean[k, j] + abar[k, j]) / pcount[k]
-    hcum[0] = 0.0
-    for k in range(k_n):
-        hcum[k + 1] = hcum[k] + c1[k]
-        for j in range(p):
-            xcum[k + 1, j] += xcum[k, j]
+    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum)
     for i in range(n):
         ai, bi = a[i], b[i]
         dh = hcum[bi] - hcum[ai]

@@ -129,10 +129,9 @@ class CoxResult(_result.ResultProtocol):
 
     def _robust_var(self) -> np.ndarray:
         """Lin-Wei sandwich: D'D with D = dfbeta residuals summed within cluster (R coxph)."""
-        res = core.score_residuals(self._pb, self._nr.state)
-        if not self._pb.unweighted:
-            res *= self._pb.weights[:, None]
-        d = self._collapse(res) @ self._nr.var
+        assert self._cluster_codes is not None
+        # large fits sum the residuals per cluster without the n x p matrix (_coxkernels)
+        d = core.cluster_score_sums(self._pb, self._nr.state, self._cluster_codes) @ self._nr.var
         return d.T @ d
 
     def _variance_notes(self) -> list[str]:
