@@ -73,6 +73,26 @@ def test_fonts_are_embedded(bond_pdfs):
     assert all(" yes " in r for r in rows if "DejaVu" in r)
 
 
+def test_figures_are_vector_forms_without_images_or_fonts(bond_pdfs):
+    """Each figure is matplotlib's own drawing in a form XObject: nothing rasterised and no
+    font of its own (its text is drawn as paths)."""
+    images = subprocess.run(["pdfimages", "-list", str(bond_pdfs[0])], capture_output=True,
+                            text=True, check=True)
+    assert images.stdout.splitlines()[2:] == []
+    forms = []
+    for page in PdfReader(bond_pdfs[0]).pages:
+        xobjects = page["/Resources"].get("/XObject")
+        if xobjects is not None:
+            forms += [x.get_object() for x in xobjects.get_object().values()]
+    assert len(forms) >= 5          # KM, MCF, states, forest plot, Schoenfeld residuals
+    for form in forms:
+        assert form["/Subtype"] == "/Form"
+        resources = form["/Resources"].get_object()
+        fonts = resources.get("/Font")
+        assert fonts is None or len(fonts.get_object()) == 0
+        assert len(form.get_data()) > 1000  # paths, not an empty box
+
+
 def test_spec_typo_names_the_key_and_the_allowed_ones(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text('[study]\ntitle = "x"\n[data]\ndataset = "bond2014"\n[analysis]\nhorizn = 6\n')
@@ -137,7 +157,7 @@ def test_no_text_is_set_in_a_non_embedded_font(bond_pdfs):
         for key in fonts:
             base = str(fonts[key].get_object().get("/BaseFont"))
             if "+" not in base:  # subset-embedded fonts are named ABCDEF+Name
-                # a text object that selects the font and then shows glyphs (svglib's drawings
-                # open empty BT/ET blocks with reportlab's default font: nothing is drawn)
+                # a text object that selects the font and then shows glyphs (an empty BT/ET
+                # block that only selects reportlab's default font draws nothing)
                 shown = re.escape(key.encode()) + rb"\s+[\d.]+\s+Tf(?:(?!ET|Tf).)*?T[jJ]"
                 assert not re.search(shown, content, re.S), base
