@@ -161,13 +161,18 @@ def _transition_part(ctx: Any, formula: str, horizon: float, change: float) -> b
     return True
 
 
+def _cells(values: Any, lower: Any, upper: Any) -> list[str]:
+    """``"p (lo–hi)"``; ``"p"`` alone without finite limits; ``"–"`` without a value."""
+    return [("–" if not np.isfinite(v) else f"{v:.2f}") if not (np.isfinite(lo)
+                                                               and np.isfinite(hi))
+            else f"{v:.2f} ({lo:.2f}–{hi:.2f})"
+            for v, lo, hi in zip(values, lower, upper, strict=True)]
+
+
 def _prob_table(pr: Any) -> pd.DataFrame:
     t = pr.probabilities
-    cell = [("–" if not np.isfinite(p) else f"{p:.2f}") if not (np.isfinite(lo)
-                                                               and np.isfinite(hi))
-            else f"{p:.2f} ({lo:.2f}–{hi:.2f})"
-            for p, lo, hi in zip(t["probability"], t["lower"], t["upper"], strict=True)]
-    wide = t.assign(cell=cell).pivot(index="time", columns="state", values="cell")
+    wide = t.assign(cell=_cells(t["probability"], t["lower"], t["upper"])).pivot(
+        index="time", columns="state", values="cell")
     wide.columns = [str(c).capitalize() for c in wide.columns]
     wide.index = [f"Year {v:g}" for v in wide.index]
     wide.index.name = "Time"
@@ -208,10 +213,7 @@ def _discrete_part(ctx: Any) -> bool:
              "limits (log-log scale, delta method on the cluster-robust CR2 covariance).")
     lo_col = next(c for c in pred.columns if c.startswith("lower"))
     hi_col = next(c for c in pred.columns if c.startswith("upper"))
-    cells = [("–" if not np.isfinite(s) else f"{s:.2f}") if not (np.isfinite(lo)
-                                                                and np.isfinite(hi))
-             else f"{s:.2f} ({lo:.2f}–{hi:.2f})"
-             for s, lo, hi in zip(pred["survival"], pred[lo_col], pred[hi_col], strict=True)]
+    cells = _cells(pred["survival"], pred[lo_col], pred[hi_col])
     d.table(pd.DataFrame({"Interview year": [f"{v:g}" for v in pred["period"]],
                           "Annual hazard": [f"{v:.3f}" for v in pred["hazard"]],
                           "Still running (95% CI)": cells}),
