@@ -105,7 +105,7 @@ def test_state_legend_keys_are_hatched_too(tmp_path):
     leg = ax.get_legend()
     assert [t.get_text() for t in leg.get_texts()][:3] == [
         "Sustained (active, never stopped)", "Restarted (active again)", "Discontinued"]
-    # the hatching of the legend keys is plain lines, not an SVG pattern svglib would drop
+    # the hatching of the legend keys is plain lines (as the areas: no backend-specific pattern)
     buf = __import__("io").BytesIO()
     ax.figure.savefig(buf, format="svg")
     assert b"<pattern" not in buf.getvalue()
