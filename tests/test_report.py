@@ -96,7 +96,7 @@ def test_figures_are_vector_forms_without_images_or_fonts(bond_pdfs):
 def test_spec_typo_names_the_key_and_the_allowed_ones(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text('[study]\ntitle = "x"\n[data]\ndataset = "bond2014"\n[analysis]\nhorizn = 6\n')
-    with pytest.raises(ims.DataError, match=r"unknown key 'horizn' \(allowed: covariates, "):
+    with pytest.raises(ims.DataError, match=r"unknown key 'horizn' \(allowed: change_year, covariates, "):
         report(spec, tmp_path / "out.pdf")
     assert not (tmp_path / "out.pdf").exists()
 
