@@ -37,6 +37,7 @@ _LAZY = {
     "competing_risks_frame": ".models.causes", "cause_state_probabilities": ".models.causes",
     "state_occupation": ".models.custom_states",
     "fit_state_transitions": ".models.state_transitions",
+    "bootstrap_transitions": ".models.predictions",
     "plot_state_occupation": ".models.custom_states",
     "fit_fine_gray": ".models.finegray", "finegray_frame": ".models.finegray",
     "FineGrayResult": ".models.finegray",
