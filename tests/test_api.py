@@ -86,3 +86,22 @@ def test_report_callable_after_importing_the_subpackage():
             "assert callable(ims.report); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_every_ims_name_in_the_readme_exists():
+    """README examples and tables call ``ims.<name>``: each must resolve."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    names = sorted(set(re.findall(r"\bims\.([A-Za-z_][\w.]*[\w])", text)))
+    assert len(names) > 25
+    missing = []
+    for name in names:
+        obj = ims
+        try:
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            missing.append(name)
+    assert not missing, missing
