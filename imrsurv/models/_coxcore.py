@@ -66,15 +66,17 @@ __all__ = [
 # Memory: refuse early rather than be killed
 
 # Bytes a fit allocates per row at its peak, beyond the caller's data frame: about
-# 13 float64 columns of n (times, index, risk, weights, residual work) plus 7 per
+# 13 float64 columns of n (times, index, risk, weights, residual work) plus 10 per
 # covariate (centred design, risk-set products, score residuals). Calibrated on
-# benchmarks/cox.py (tracemalloc peak 526 MB at 1M rows x 5 covariates with cluster).
-_BYTES_PER_ROW, _BYTES_PER_CELL = 13 * 8, 7 * 8 * 1.2
+# benchmarks/cox.py (tracemalloc peak 526 MB at 1M rows x 5 covariates with cluster)
+# and on the growth of the process's peak RSS during such a fit with the numpy path
+# (IMRSURV_NO_NUMBA=1): 453 MiB; the estimate is 496 bytes a row at 5 covariates.
+_BYTES_PER_ROW, _BYTES_PER_CELL = 13 * 8, 7 * 8 * 1.4
 # The compiled path (fits of at least FAST_MIN_ROWS rows, see _coxkernels): about 25
 # numbers per row (index, fixed times, risks, per-event-time arrays, cluster codes) plus
-# 5 per covariate (design, [S0 | S1], abar, score residuals and their running sums).
+# 5 per covariate (design, [S0 | S1], abar, running sums of the score residuals).
 # Calibrated on the growth of the process's peak RSS during one fit with cluster, 5
-# covariates: 392 MiB at 1M rows, 3.80 GiB at 10M, about 410 bytes a row (without
+# covariates: 363 MiB at 1M rows, 3.41 GiB at 10M, at most 381 bytes a row (without
 # cluster 267 MiB / 2.57 GiB); the estimate is 420 bytes a row at 5 covariates.
 _BYTES_PER_ROW_COMPILED, _BYTES_PER_CELL_COMPILED = 210, 42
 
