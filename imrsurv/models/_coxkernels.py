@@ -5,8 +5,7 @@ module docstring; R survival ``agfit4.c``), fused so that one Newton
 evaluation reads the design once per pass over the rows instead of once per
 ``bincount``:
 
-1. ``eta_i = x_i'beta + offset_i``, per-stratum mean shift, ``r_i = w_i exp(eta_i - shift)``
-   (numpy: a BLAS product and a vectorised exp);
+1. ``eta_i = x_i'beta + offset_i``, per-stratum mean shift, ``r_i = w_i exp(eta_i - shift)``;
 2. one scatter of ``(r_i, r_i x_i)`` to the entry and exit event indices ``a_i, b_i``,
    then the two-sided running sums giving ``S0_k, S1_k``;
 3. the Efron pseudo-events (``den_j, abar_j``), log-likelihood, score, ``c1, c2``;
@@ -78,25 +77,12 @@ def _jit_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
         return numba.njit(cache=False, nogil=True, fastmath=flags)(fn)
 
 
-def _linear_predictor_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray,
-                           strata: np.ndarray, shift: np.ndarray, eta: np.ndarray,
-                           risk: np.ndarray) -> None:
-    """Fill ``eta = x beta + offset`` and ``risk = exp(eta - shift[stratum])`` (numpy's
-    BLAS product and vectorised exp)."""
-    np.matmul(x, beta, out=eta)
-    eta += offset
-    if shift.size == 1:
-        np.subtract(eta, shift[0], out=risk)
-    else:
-        np.subtract(eta, shift[strata], out=risk)
-    np.exp(risk, out=risk)
-
-
 @_jit
-def _riskset_into(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
-                  a: np.ndarray, b: np.ndarray, net: np.ndarray) -> None:
-    """Fill, in ``net`` (zeros, (n_times + 1) x (1 + p)), the running sums ``[S0 | S1]``
-    in its first n_times rows.
+def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
+                  shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
+                  b: np.ndarray, eta: np.ndarray, risk: np.ndarray, net: np.ndarray) -> None:
+    """Fill eta, exp(eta - shift) and, in ``net`` (zeros, (n_times + 1) x (1 + p)), the
+    running sums ``[S0 | S1]`` in its first n_times rows.
 
     One pass over the rows scatters ``(r_i, r_i x_i)`` to entries ``a_i`` and exits
     ``b_i`` of ``net``; then, as ``_coxcore._two_sided_cumsum``, forward running sums
@@ -105,6 +91,14 @@ def _riskset_into(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweight
     """
     n, p = x.shape
     n_times = net.shape[0] - 1
+    for i in range(n):
+        eta[i] = offset[i]
+    for j in range(p):               # column by column: vectorised, x read sequentially
+        bj = beta[j]
+        for i in range(n):
+            eta[i] += x[i, j] * bj
+    for i in range(n):
+        risk[i] = np.exp(eta[i] - shift[strata[i]])
     for i in range(n):               # the scatter: two random rows of net per row
         ri = risk[i] if unweighted else risk[i] * weights[i]
         ai, bi = a[i], b[i]
@@ -319,8 +313,7 @@ def evaluate_kernel(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, shift: 
     get = workspace.get if workspace is not None else _fresh
     eta, risk_u = get("eta", (n,)), get("risk", (n,))
     net = get("net", (n_times + 1, p + 1), zero=True)
-    _linear_predictor_into(x, beta, offset, strata, shift, eta, risk_u)
-    _riskset_into(x, risk_u, weights, unweighted, a, b, net)
+    _riskset_into(x, beta, offset, strata, shift, weights, unweighted, a, b, eta, risk_u, net)
     s01 = net[:n_times]
     # sparse (written at tied times only): fresh zeros, whose untouched pages cost nothing
     e0, e1, c2 = np.zeros(n_times), np.zeros((n_times, p)), np.zeros(n_times)
