@@ -119,6 +119,8 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
     checked, parsed = _parse(formula)
     check_columns(formula, data)
     fast = _numeric_sum(checked, data)
+    if fast is not None and fast not in _NUMERIC_SPECS and len(data) > _HEAD_ROWS:
+        _learn_numeric_spec(parsed, checked, data.iloc[:_HEAD_ROWS], fast)
     if fast is not None and fast in _NUMERIC_SPECS:
         design = _numeric_design(data, *_NUMERIC_SPECS[fast])
         if design is not None:
@@ -155,6 +157,29 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
 # formulaic spec of the first build is kept and the matrix is the columns as floats, the
 # values formulaic gives (tests/test_design_fast.py).
 _NUMERIC_SPECS: dict[tuple, tuple[ModelSpec, list[str], dict[str, list[int]]]] = {}
+# a numeric sum's coding is learnt from this many leading rows of a larger frame
+_HEAD_ROWS = 2_000
+# _check_rank sums blocks of this many rows above it (below: one pass, as always)
+_BLOCK_ROWS = 200_000
+
+
+def _learn_numeric_spec(parsed: Formula, checked: ParsedFormula, head: pd.DataFrame,
+                        key: tuple) -> None:
+    """Cache formulaic's coding of a numeric sum from a head slice of the data (the coding
+    of plain numeric columns does not depend on their values); on any failure leave it to
+    the full build, which reports the problem."""
+    try:
+        spec = model_matrix(parsed, head, output="numpy", na_action="raise",
+                            context=SAFE_CONTEXT).model_spec
+    except Exception:  # noqa: BLE001 - the full build below reports it
+        return
+    names = list(spec.column_names)
+    cols = [c for c in names if c != "Intercept"]
+    if cols != list(checked.columns) or len(_NUMERIC_SPECS) >= 256:
+        return
+    terms = {str(t): [cols.index(names[i]) for i in idx]
+             for t, idx in spec.term_indices.items() if str(t) != "1"}
+    _NUMERIC_SPECS[key] = (spec, cols, terms)
 
 
 def _numeric_sum(checked: ParsedFormula, data: pd.DataFrame) -> tuple | None:
@@ -181,8 +206,8 @@ def _numeric_design(data: pd.DataFrame, spec: ModelSpec, cols: list[str],
     x = np.empty((len(data), len(cols)), order="F")
     for j, c in enumerate(cols):
         x[:, j] = data[c].to_numpy(dtype=float)
-    if not np.isfinite(x).all():
-        return None
+        if not np.isfinite(x[:, j]).all():
+            return None
     _check_rank(x, cols)
     return Design(matrix=x, columns=list(cols), terms={k: list(v) for k, v in terms.items()},
                   spec=spec, columns_read=tuple(cols))
@@ -198,10 +223,18 @@ def _check_rank(x: np.ndarray, cols: list[str]) -> None:
     """
     problems = []
     mean = x.mean(axis=0)
-    xc = x - mean
-    cov = xc.T @ xc / max(x.shape[0], 1)
+    if x.shape[0] <= _BLOCK_ROWS:
+        xc = x - mean
+        cov = xc.T @ xc / max(x.shape[0], 1)
+        scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
+    else:  # large data: no n x p temporaries (their fresh memory costs more than the sums)
+        cov = np.zeros((x.shape[1], x.shape[1]))
+        for s in range(0, x.shape[0], _BLOCK_ROWS):
+            xc = x[s: s + _BLOCK_ROWS] - mean
+            cov += xc.T @ xc
+        cov /= x.shape[0]
+        scale = np.maximum(np.maximum(x.max(axis=0), -x.min(axis=0)), 1e-300)
     var = np.diag(cov).copy()
-    scale = np.maximum(np.abs(x).max(axis=0), 1e-300)
     const = np.sqrt(np.maximum(var, 0)) <= 1e-12 * scale
     for j in np.flatnonzero(const):
         problems.append(f'column "{cols[j]}" is constant (value {x[0, j]:g}) and cannot '
