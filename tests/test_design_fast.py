@@ -52,3 +52,34 @@ def test_factor_and_missing_values_do_not_take_the_cache() -> None:
     const = _frame(2).assign(b=1)
     with pytest.raises(DataError, match='column "b" is constant'):
         dm.build_design(const, "a + b")
+
+
+def test_large_frame_learns_its_coding_from_a_head_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above _HEAD_ROWS rows formulaic codes only the head; the matrix, terms and the rank
+    check (in blocks above _BLOCK_ROWS) are those of the full formulaic build."""
+    monkeypatch.setattr(dm, "_BLOCK_ROWS", 1_000)  # exercise the blocked rank check
+    df = _frame(3, n=7_500)
+    dm._NUMERIC_SPECS.clear()
+    calls = []
+    real = dm.model_matrix
+    monkeypatch.setattr(dm, "model_matrix", lambda f, d, **kw: calls.append(len(d)) or
+                        real(f, d, **kw))
+    fast = dm.build_design(df, "a + b + c")
+    assert calls == [dm._HEAD_ROWS]
+    monkeypatch.setattr(dm, "_NUMERIC_SPECS", {})
+    monkeypatch.setattr(dm, "_HEAD_ROWS", 10**9)  # the full formulaic build
+    slow = dm.build_design(df, "a + b + c")
+    assert calls[-1] == len(df)
+    np.testing.assert_array_equal(fast.matrix, slow.matrix)
+    assert fast.terms == slow.terms and fast.columns == slow.columns
+    # a dependent column is still found by the blocked check
+    dep = df.assign(d=2 * df["a"] - df["b"])
+    with pytest.raises(DataError, match='"d" is a linear combination'):
+        dm.build_design(dep, "a + b + d")
+    # a non-finite value after the head sends the build to formulaic over every row (the
+    # callers report such values first: tests/test_validation.py)
+    monkeypatch.setattr(dm, "_HEAD_ROWS", 2_000)
+    bad = df.astype({"a": float})
+    bad.loc[5_000, "a"] = np.inf
+    dm.build_design(bad, "a + b")
+    assert calls[-1] == len(bad)
