@@ -81,5 +81,6 @@ def test_large_frame_learns_its_coding_from_a_head_slice(monkeypatch: pytest.Mon
     monkeypatch.setattr(dm, "_HEAD_ROWS", 2_000)
     bad = df.astype({"a": float})
     bad.loc[5_000, "a"] = np.inf
-    dm.build_design(bad, "a + b")
+    with pytest.raises(DataError, match='design column "a" is infinite in rows 5000'):
+        dm.build_design(bad, "a + b")
     assert calls[-1] == len(bad)

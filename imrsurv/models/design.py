@@ -145,6 +145,12 @@ def build_design(data: pd.DataFrame, formula: str) -> Design:
         if name == "1":
             continue
         terms[name] = [cols.index(names[i]) for i in idx]
+    infinite = ~np.isfinite(x)
+    if infinite.any():
+        raise DataError([f'design column "{cols[j]}" is infinite in rows '
+                         f"{row_labels(data.index, infinite[:, j])}"
+                         for j in np.flatnonzero(infinite.any(axis=0))],
+                        title="covariates are not finite")
     _check_rank(x, cols)
     if fast is not None and cols == list(checked.columns) and len(_NUMERIC_SPECS) < 256:
         _NUMERIC_SPECS[fast] = (spec, cols, terms)
