@@ -17,16 +17,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba  # noqa: F401  (a core dependency: its absence is a broken install, not a skip)
 import numpy as np
 import pandas as pd
 import pytest
 
 from imrsurv.models import _coxcore as core
+from imrsurv.models import _coxkernels as kernels
 from imrsurv.models.cox import CoxResult, fit_cox
-
-numba = pytest.importorskip("numba", reason="numba is not installed: the compiled Cox "
-                            "kernels cannot be tested (the numpy path is tested elsewhere)")
-from imrsurv.models import _coxkernels as kernels  # noqa: E402
 
 HERE = Path(__file__).parent / "fixtures" / "cox"
 REF = json.loads((HERE / "coxph_reference.json").read_text())
