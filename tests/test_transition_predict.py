@@ -131,7 +131,7 @@ def test_tables_are_consistent(fitted):
         pred = fitted.predict(PROFILE, [0.5, 2, 4, 99], horizon=5)
     p = pred.probabilities
     with pytest.warns(UserWarning, match="not extrapolated"):
-        base = fitted.predict_state_probabilities(PROFILE, [0.5, 2, 4, 99])
+        base = fitted.predict_state_probabilities(PROFILE, [0.5, 2, 4, 99], method="exp")
     np.testing.assert_array_equal(p["probability"], base["probability"])
     late = p["time"] == 99
     assert p.loc[late, ["probability", "se", "lower", "upper"]].isna().all().all()

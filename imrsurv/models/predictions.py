@@ -171,15 +171,19 @@ def _limits(p: np.ndarray, se: np.ndarray, conf_level: float, conf_type: str
 def predict_transitions(result, profile: Mapping[str, Any] | pd.DataFrame,
                         times: Iterable[float] | None = None, *, horizon: float | None = None,
                         conf_level: float = 0.95, conf_type: str = "log",
-                        method: str = "aalen-johansen", p0: Sequence[float] | None = None
+                        method: str = "exp", p0: Sequence[float] | None = None
                         ) -> TransitionPrediction:
     """State probabilities, cumulative hazards, survival and expected years, with errors.
 
-    Parameters as :meth:`TransitionsResult.predict_state_probabilities`, plus
-    ``horizon`` (expected years in each state up to it; at most the last
-    follow-up), ``conf_level`` and ``conf_type`` (``"log"``, ``"log-log"``,
-    ``"logit"`` or ``"plain"`` for probabilities).  Standard errors: the
-    infinitesimal jackknife by site (see :mod:`.transition_predict`).
+    Parameters as :meth:`TransitionsResult.predict_state_probabilities`, except
+    that ``method`` defaults to ``"exp"`` (the product of ``exp(dA)``, R's default
+    for multi-state ``coxph``): with few sites a baseline increment from a small risk
+    set times a hazard ratio can exceed 1, where ``I + dA`` stops being a
+    probability matrix; ``exp(dA)`` always is one. Plus ``horizon`` (expected years
+    in each state up to it; at most the last follow-up), ``conf_level`` and
+    ``conf_type`` (``"log"``, ``"log-log"``, ``"logit"`` or ``"plain"`` for
+    probabilities). Standard errors: the infinitesimal jackknife by site (see
+    :mod:`.transition_predict`).
     """
     _check_conf(conf_level, conf_type)
     result._require_all()
@@ -359,7 +363,7 @@ def _cumhaz_table(result, fis, at, elp, xs, grid, t, inside, n_units, conf_level
 
 def bootstrap_transitions(result, profile: Mapping[str, Any] | pd.DataFrame,
                           times: Iterable[float], *, horizon: float | None = None,
-                          n_boot: int = 500, seed: int, method: str = "aalen-johansen"
+                          n_boot: int = 500, seed: int, method: str = "exp"
                           ) -> dict[str, Any]:
     """Site bootstrap of the same predictions: resample sites with replacement, refit.
 
@@ -417,7 +421,9 @@ def bootstrap_transitions(result, profile: Mapping[str, Any] | pd.DataFrame,
             base = boot._baseline_increments()
             da = base.dh * np.exp(boot._profile_lp(profile, base.times))
             from imrsurv.models.transitions import _transition_matrices  # noqa: PLC0415
-            mats = _transition_matrices(da, boot.pairs, method, len(boot.states))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the same warning as the probabilities'
+                mats = _transition_matrices(da, boot.pairs, method, len(boot.states))
             years.append(_expected(base.times, horizon, boot.initial(None), mats))
     return {"probabilities": np.array(probs), "expected_years": np.array(years) if horizon
             is not None else None, "failed": failed, "times": t}

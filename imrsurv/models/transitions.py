@@ -589,13 +589,15 @@ class TransitionsResult(ResultProtocol):
     def predict(self, profile: Mapping[str, Any] | pd.DataFrame,
                 times: Iterable[float] | None = None, *, horizon: float | None = None,
                 conf_level: float = 0.95, conf_type: str = "log",
-                method: str = "aalen-johansen", p0: Sequence[float] | None = None) -> Any:
+                method: str = "exp", p0: Sequence[float] | None = None) -> Any:
         """State probabilities, cumulative hazards, survival and expected years with errors.
 
         See :func:`imrsurv.models.predictions.predict_transitions`: the
         arguments of :meth:`predict_state_probabilities`, plus ``horizon``
         (expected years in each state up to it), ``conf_level`` and
-        ``conf_type``. Standard errors are the infinitesimal jackknife by site.
+        ``conf_type``; ``method`` defaults to ``"exp"`` (always a probability, R's
+        default for multi-state models). Standard errors are the infinitesimal
+        jackknife by site.
         Returns a :class:`~imrsurv.models.predictions.TransitionPrediction`.
         """
         from imrsurv.models.predictions import predict_transitions  # noqa: PLC0415

@@ -154,10 +154,12 @@ def _transition_part(ctx: Any, formula: str, horizon: float, change: float) -> b
                                        else "") + ".")
     ctx.methods.append(
         "Predicted state probabilities for covariate profiles come from the transition-specific "
-        f"{fitted}Cox models by the product integral of their cumulative hazards (Aalen-Johansen "
-        "form); expected years in a state are its area under the curve. Standard errors are the "
-        "infinitesimal jackknife by site of the whole prediction (checked against a site "
-        "bootstrap in the test suite); limits are pointwise.")
+        f"{fitted}Cox models by the product integral of their cumulative hazards (a product of "
+        "matrix exponentials exp(dA), R's default for multi-state models, which stays a "
+        "probability when a small risk set gives a large increment); expected years in a "
+        "state are its area under the curve. Standard errors are the infinitesimal jackknife "
+        "by site of the whole prediction (checked against a site bootstrap in the test "
+        "suite); limits are pointwise.")
     return True
 
 
