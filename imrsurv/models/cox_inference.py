@@ -227,8 +227,12 @@ class _ScoreCurve:
         return (robust if self.cluster is not None else naive) - self.q
 
 
-def _search(f: Callable[[float], float], start: float, sign: float, step0: float) -> float:
+def _search(f: Callable[[float], float], start: float, sign: float, step0: float,
+            root: Callable[[float, float, float], float] | None = None) -> float:
     """Outward doubling search from ``start`` for the root of ``f`` (f(start) <= 0).
+
+    Once a point with ``f > 0`` brackets the root, ``root(inner, outer, f(outer))``
+    finds it (default: ``brentq``).
 
     Where ``f`` cannot be computed further out (restricted fits that fail when
     every coefficient runs away) no finite limit is claimed: the limit is
@@ -241,6 +245,8 @@ def _search(f: Callable[[float], float], start: float, sign: float, step0: float
         if not np.isfinite(val):
             return sign * np.inf
         if val > 0:
+            if root is not None:
+                return root(prev, b, val)
             lo, hi = sorted((prev, b))
             try:
                 return float(optimize.brentq(f, lo, hi, xtol=1e-10, rtol=1e-12))
@@ -326,17 +332,8 @@ class _Profile:
         start = self.beta[self.j]
         if self.penalty != "firth":
             return _search(self, start, sign, step0)
-        inner, dist = start, step0
-        while True:
-            b = start + sign * min(dist, PROFILE_SPAN)
-            val = self(b)
-            if not np.isfinite(val):
-                return sign * np.inf
-            if val > 0:
-                return self._root(inner, b, val, self.slope)
-            if dist >= PROFILE_SPAN:
-                return sign * np.inf
-            inner, dist = b, dist * 2
+        return _search(self, start, sign, step0,
+                       root=lambda inner, outer, val: self._root(inner, outer, val, self.slope))
 
     def _root(self, inside: float, outside: float, f_out: float, slope: float,
               xtol: float = 1e-10, rtol: float = 1e-12, max_steps: int = 60) -> float:
