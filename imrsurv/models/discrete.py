@@ -47,8 +47,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.genmod import families
+from statsmodels.genmod.generalized_linear_model import GLM
 
 from ..errors import DataError, Problem
 from ..formula import SAFE_CONTEXT
@@ -58,7 +59,7 @@ from ._result import ResultProtocol
 from .design import check_columns, safe_model_matrix
 
 _OUTCOMES = {"discontinue": ("at_risk", "event"), "restart": ("restart_at_risk", "restart_event")}
-_LINKS = {"cloglog": sm.families.links.CLogLog, "logit": sm.families.links.Logit}
+_LINKS = {"cloglog": families.links.CLogLog, "logit": families.links.Logit}
 _VCOV = {"CR2": "CR2", "CR1": "CR1", "CL": "CR1", "CR0": "CR0"}
 _TESTS = ("Satterthwaite", "naive-t", "z")
 
@@ -328,9 +329,9 @@ def fit_discrete_time(panel, formula: str, *, link: str = "cloglog", cluster: st
     if rank_error is not None:
         raise rank_error
     links = _LINKS[link]()
-    family = sm.families.Binomial(link=links)
+    family = families.Binomial(link=links)
     Xd = pd.DataFrame(Xn, columns=names, index=used.index)
-    model = sm.GLM(y, Xd, family=family)
+    model = GLM(y, Xd, family=family)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         fit = model.fit(tol=tol, maxiter=200)
