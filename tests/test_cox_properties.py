@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,26 @@ def test_shifting_covariates_keeps_coefficients(seed, n_sites, shift):
     a = fit(d)
     b = fit(d.assign(x=d.x + shift))
     same(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("strata", [None, "s"])
+def test_separation_check_finds_indicator_columns_only(strata):
+    """0/1 columns with every event on one side are named before iterating, with or
+    without strata; a 0/1 column with events on both sides and a continuous column are
+    not (the extremes pre-filter must not change which columns are checked)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    d = pd.DataFrame({"t": rng.exponential(size=n), "e": rng.integers(0, 2, n),
+                      "z": rng.normal(size=n), "s": rng.integers(0, 2, n),
+                      "mix": rng.integers(0, 2, n)})
+    d["never"] = np.where(d["e"] == 1, 0, rng.integers(0, 2, n))    # no event while 1
+    d["always"] = np.where(d["e"] == 1, 1, rng.integers(0, 2, n))   # every event while 1
+    d["shifted"] = d["never"] + 0.5                                  # not a 0/1 column
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_cox(d, "z + mix + never + always", stop="t", event="e", strata=strata)
+        res2 = fit_cox(d, "z + shifted", stop="t", event="e", strata=strata)
+    assert set(res.separated) == {"never", "always"}
+    assert "no event happened while it was 1" in res.separated["never"]
+    assert "every event happened while it was 1" in res.separated["always"]
+    assert res2.separated == {}

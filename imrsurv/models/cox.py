@@ -716,9 +716,16 @@ def separation_check(pb: core.CoxProblem, design: Design) -> dict[str, str]:
     """
     ix = pb.index
     out: dict[str, str] = {}
-    raw = pb.x + (pb.centers[pb.strata] if pb.n_strata > 1 else pb.centers[0])
     for j, name in enumerate(design.columns):
-        col = np.round(raw[:, j], 12)
+        xj = pb.x[:, j]
+        if pb.n_strata == 1 and xj.size:
+            # a looser test of the extremes than the one below, on the centred column:
+            # most columns are not 0/1 and leave without an n-row temporary
+            c = pb.centers[0, j]
+            if not np.allclose([xj.min() + c, xj.max() + c], (0.0, 1.0), atol=1e-6):
+                continue
+        raw = xj + (pb.centers[pb.strata, j] if pb.n_strata > 1 else pb.centers[0, j])
+        col = np.round(raw, 12)
         # the unique values without a sort: only a column whose extremes are ~0 and ~1
         # and which holds nothing else is a 0/1 column (np.unique costs 50 ms at 1M rows)
         vals = np.array([col.min(), col.max()]) if col.size else col
