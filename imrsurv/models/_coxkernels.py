@@ -340,12 +340,26 @@ def cluster_score_kernel(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
     n x p matrix of :func:`score_residual_kernel` (same terms, R ``agscore3``)."""
     n, p = x.shape
     k_n = c1.size
-    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((k_n, p)), np.zeros((k_n, p))
+    slot, n_tied = _tied_slots(extra_k, k_n)
+    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((n_tied, p)), np.zeros((n_tied, p))
     hcum, out = np.empty(k_n + 1), np.zeros((n_clusters, p))
     _cluster_scores_into(x, ru, weights, unweighted, codes, a, b, c1, c2, hj, abar, extra_k,
                          extra_frac, pcount, death_rows, death_k, tied_rows, tied_k, xcum,
-                         mh2, smean, hcum, out)
+                         mh2, smean, hcum, out, slot)
     return out
+
+
+def _tied_slots(extra_k: np.ndarray, k_n: int) -> tuple[np.ndarray, int]:
+    """Row of each tied event time in the tied-times-only work arrays (-1 elsewhere).
+
+    ``mh2`` and ``smean`` are needed at tied times only; stored per event time they
+    were touched at every tied time and so resident almost everywhere (0.55 GB at
+    10M rows and 5 columns); per tied time they are small.
+    """
+    tied = np.unique(extra_k)
+    slot = np.full(k_n, -1, np.int64)
+    slot[tied] = np.arange(tied.size)
+    return slot, int(tied.size)
 
 
 @_jit
@@ -355,11 +369,12 @@ def _cluster_scores_into(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
                          extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
                          death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
                          tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
-                         smean: np.ndarray, hcum: np.ndarray, out: np.ndarray) -> None:
+                         smean: np.ndarray, hcum: np.ndarray, out: np.ndarray,
+                         slot: np.ndarray) -> None:
     """The sums of :func:`cluster_score_kernel` into ``out`` (zeros); see
     :func:`_score_residuals_into` for the terms and work arrays."""
     n, p = x.shape
-    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum)
+    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum, slot)
     for i in range(n):
         ai, bi = a[i], b[i]
         dh = hcum[bi] - hcum[ai]
@@ -376,23 +391,25 @@ def _cluster_scores_into(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
                 out[g, j] += w * (x[i, j] - abar[k, j])
         else:
             for j in range(p):
-                out[g, j] += w * (x[i, j] - smean[k, j])
+                out[g, j] += w * (x[i, j] - smean[slot[k], j])
     for t in range(tied_rows.size):
         i, k = tied_rows[t], tied_k[t]
         w = ru[i] if unweighted else ru[i] * weights[i]
         g = codes[i]
+        r = slot[k]  # -1: no Efron terms at k (Breslow), where mh2 is 0
         for j in range(p):
-            out[g, j] += w * (x[i, j] * c2[k] - mh2[k, j])
+            out[g, j] += w * (x[i, j] * c2[k] - (mh2[r, j] if r >= 0 else 0.0))
 
 
 @_jit
 def _event_terms(c1: np.ndarray, hj: np.ndarray, abar: np.ndarray, extra_k: np.ndarray,
                  extra_frac: np.ndarray, pcount: np.ndarray, xcum: np.ndarray,
-                 mh2: np.ndarray, smean: np.ndarray, hcum: np.ndarray) -> None:
+                 mh2: np.ndarray, smean: np.ndarray, hcum: np.ndarray,
+                 slot: np.ndarray) -> None:
     """Per event time: ``xcum`` running sums of ``xhaz = sum_j hj abar_j`` (leading zero
     row), ``mh2 = sum_j hj f_j abar_j`` and ``smean = mean_j abar_j`` at tied times
-    (``mh2``, ``smean`` zeros on entry, written at tied times only), ``hcum`` running
-    sums of ``c1``."""
+    (``mh2``, ``smean`` zeros on entry, one row per tied time: row ``slot[k]``),
+    ``hcum`` running sums of ``c1``."""
     k_n, p = c1.size, abar.shape[1]
     n_x = extra_k.size
     for j in range(p):
@@ -404,16 +421,18 @@ def _event_terms(c1: np.ndarray, hj: np.ndarray, abar: np.ndarray, extra_k: np.n
         k = extra_k[q]
         h = hj[k_n + q]
         hf = h * extra_frac[q]
+        r = slot[k]
         for j in range(p):
             ab = abar[k_n + q, j]
             xcum[k + 1, j] += h * ab
-            mh2[k, j] += hf * ab
-            smean[k, j] += ab
+            mh2[r, j] += hf * ab
+            smean[r, j] += ab
     for q in range(n_x):             # each tied time once: its j = 0 term, then the mean
         k = extra_k[q]
         if q == 0 or extra_k[q - 1] != k:
+            r = slot[k]
             for j in range(p):
-                smean[k, j] = (smean[k, j] + abar[k, j]) / pcount[k]
+                smean[r, j] = (smean[r, j] + abar[k, j]) / pcount[k]
     hcum[0] = 0.0
     for k in range(k_n):
         hcum[k + 1] = hcum[k] + c1[k]
@@ -429,12 +448,13 @@ def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
     """Score residuals as ``_coxcore.score_residuals`` (R ``agscore3``), column-major n x p."""
     n, p = x.shape
     k_n = c1.size
-    # mh2 and smean are written only at tied event times (the pages of the rest are
-    # never touched, so cost no memory); elsewhere smean is abar
-    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((k_n, p)), np.zeros((k_n, p))
+    # mh2 and smean are needed at tied event times only (elsewhere smean is abar)
+    slot, n_tied = _tied_slots(extra_k, k_n)
+    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((n_tied, p)), np.zeros((n_tied, p))
     hcum, res = np.empty(k_n + 1), np.empty((p, n))
     _score_residuals_into(x, ru, a, b, c1, c2, hj, abar, extra_k, extra_frac, pcount,
-                          death_rows, death_k, tied_rows, tied_k, xcum, mh2, smean, hcum, res)
+                          death_rows, death_k, tied_rows, tied_k, xcum, mh2, smean, hcum, res,
+                          slot)
     return res.T
 
 
@@ -444,7 +464,8 @@ def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
                           extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
                           death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
                           tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
-                          smean: np.ndarray, hcum: np.ndarray, res: np.ndarray) -> None:
+                          smean: np.ndarray, hcum: np.ndarray, res: np.ndarray,
+                          slot: np.ndarray) -> None:
     """Fill ``res`` (p x n) with the score residuals; the other outputs are work arrays.
 
     Per event time: ``xhaz = sum_j hj abar_j`` (accumulated into ``xcum[k + 1]``),
@@ -452,7 +473,7 @@ def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
     then ``xcum`` and ``hcum`` are running sums with a leading zero row.
     """
     n, p = x.shape
-    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum)
+    _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum, slot)
     for i in range(n):
         ai, bi = a[i], b[i]
         dh = hcum[bi] - hcum[ai]
@@ -465,11 +486,12 @@ def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
                 res[j, i] += x[i, j] - abar[k, j]
         else:
             for j in range(p):
-                res[j, i] += x[i, j] - smean[k, j]
+                res[j, i] += x[i, j] - smean[slot[k], j]
     for t in range(tied_rows.size):
         i, k = tied_rows[t], tied_k[t]
+        r = slot[k]  # -1: no Efron terms at k (Breslow), where mh2 is 0
         for j in range(p):
-            res[j, i] += ru[i] * (x[i, j] * c2[k] - mh2[k, j])
+            res[j, i] += ru[i] * (x[i, j] * c2[k] - (mh2[r, j] if r >= 0 else 0.0))
 
 
 @_jit
