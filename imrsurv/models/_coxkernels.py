@@ -359,7 +359,7 @@ def _tied_slots(extra_k: np.ndarray, k_n: int) -> tuple[np.ndarray, int]:
     10M rows and 5 columns); per tied time they are small.
     """
     tied = np.unique(extra_k)
-    slot = np.full(k_n, -1, np.int64)
+    slot = np.full(k_n, -1, np.int32)  # int32: 28 MB, not 55, at 10M rows
     slot[tied] = np.arange(tied.size)
     return slot, int(tied.size)
 
