@@ -552,6 +552,27 @@ def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.nda
 
 
 @_jit
+def _starts_group(ts: np.ndarray, ss: np.ndarray, single: bool, q: int) -> bool:
+    """Whether sorted endpoint ``q`` opens a new (time, stratum) group."""
+    return q == 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1])
+
+
+@_jit
+def _close_group(ts: np.ndarray, ss: np.ndarray, single: bool, q: int, has: bool,
+                 ev_time: np.ndarray, ev_strat: np.ndarray, dead: np.ndarray, dk: np.ndarray,
+                 first_dead: int, nd: int, k: int) -> int:
+    """End the group whose last sorted endpoint is ``q``: if it held a death, record its
+    event time (and stratum) and order its deaths; returns the number of event times."""
+    if has:
+        ev_time[k] = ts[q]
+        if not single:
+            ev_strat[k] = ss[q]
+        _close_deaths(dead, dk, first_dead, nd, k)
+        k += 1
+    return k
+
+
+@_jit
 def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
                       upto: np.ndarray, ev_time: np.ndarray, ev_strat: np.ndarray,
                       dead: np.ndarray, dk: np.ndarray, a: np.ndarray, b: np.ndarray
@@ -563,15 +584,11 @@ def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: 
     g, k, nd, first_dead = -1, 0, 0, 0
     has = False
     for q in range(m_n):
-        if g < 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1]):
+        if _starts_group(ts, ss, single, q):
             if g >= 0:
-                if has:
-                    ev_time[k] = ts[q - 1]
-                    if not single:
-                        ev_strat[k] = ss[q - 1]
-                    _close_deaths(dead, dk, first_dead, nd, k)
-                    k += 1
-                    first_dead = nd
+                k = _close_group(ts, ss, single, q - 1, has, ev_time, ev_strat, dead, dk,
+                                 first_dead, nd, k)
+                first_dead = nd  # deaths are only added while has is True
                 upto[g] = k
             g += 1
             has = False
@@ -581,16 +598,12 @@ def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: 
             dead[nd] = idx - n
             nd += 1
     if g >= 0:
-        if has:
-            ev_time[k] = ts[m_n - 1]
-            if not single:
-                ev_strat[k] = ss[m_n - 1]
-            _close_deaths(dead, dk, first_dead, nd, k)
-            k += 1
+        k = _close_group(ts, ss, single, m_n - 1, has, ev_time, ev_strat, dead, dk,
+                         first_dead, nd, k)
         upto[g] = k
     g = -1
     for q in range(m_n):
-        if g < 0 or ts[q] != ts[q - 1] or (not single and ss[q] != ss[q - 1]):
+        if _starts_group(ts, ss, single, q):
             g += 1
         idx = order[q]
         if idx < n:
