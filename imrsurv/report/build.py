@@ -28,7 +28,7 @@ from .. import __version__
 from ..errors import DataError
 from ..history import History, read_history
 from ..labels import label
-from . import figures, panel_markov_section, section_causes, section_predictions
+from . import figures, lanes, panel_markov_section, section_causes, section_predictions
 from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
@@ -111,14 +111,26 @@ SECTION_TITLES = {
 }
 
 
+# Which section reads another's results (the PH diagnostics reuse the recurrent Cox fits):
+# they share a parallel lane (:func:`.lanes.plan`).
+SECTION_AFTER = {"ph": "recurrent"}
+# Seconds each section takes in a first build of a Bond-sized report (imports included),
+# to balance the lanes (serial first builds of reports/*.toml, jobs=1).
+SECTION_COST = {"summary": 0.01, "bond": 0.06, "km": 0.43, "mcf": 0.13, "states": 0.16,
+                "recurrent": 0.52, "ph": 0.37, "discrete": 0.04, "frailty": 0.02,
+                "panel_markov": 0.4, "causes": 0.56, "predictions": 1.5}
+
+
 def report(spec: str | Path | dict, out: str | Path, *, command: str | None = None,
-           progress: bool | None = None) -> Path:
+           progress: bool | None = None, jobs: int | None = None) -> Path:
     """Build the PDF report a spec describes and write it atomically to ``out``.
 
     Invalid data stops with :class:`DataError` before any page is written; a
     section that cannot be estimated says why in the PDF (see the module notes).
     ``progress``: a tqdm bar over the sections on stderr (default: when stderr
-    is a terminal).
+    is a terminal). ``jobs``: processes the sections run in (default: 2 on a
+    Linux machine with 2 or more CPUs, else 1; see :mod:`.lanes`); the PDF is
+    the same byte for byte whatever ``jobs``.
     """
     out = Path(out)
     if out.is_dir():
@@ -144,14 +156,64 @@ def report(spec: str | Path | dict, out: str | Path, *, command: str | None = No
     show = sys.stderr.isatty() if progress is None else progress
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with tqdm(sp.sections, desc=f"report {out.name}", unit="section", disable=not show,
-                  leave=False) as bar:
-            for name in bar:
-                bar.set_postfix_str(name)
-                _run_section(ctx, name, sections[name])
+        with tqdm(total=len(sp.sections), desc=f"report {out.name}", unit="section",
+                  disable=not show, leave=False) as bar:
+            def step(name: str) -> _Delta:
+                delta = _capture(ctx, name, sections[name])
+                if lanes.is_parent():
+                    bar.update()
+                return delta
+
+            deltas = lanes.run(sp.sections, step, cost=SECTION_COST, after=SECTION_AFTER,
+                               jobs=lanes.default_jobs() if jobs is None else jobs)
+    for delta in deltas:
+        delta.apply(ctx)
     _section_methods(ctx, caught)
     _section_provenance(ctx, command or "imrsurv " + " ".join(sys.argv[1:]))
     return doc.save(out)
+
+
+@dataclass
+class _Delta:
+    """What one section added to the context: pages, methods, references, failures, warnings.
+
+    Sections run in parallel lanes (:mod:`.lanes`) each return their delta;
+    applying the deltas in section order gives the serial build's context.
+    """
+
+    story: list
+    methods: list[str]
+    refs: list[str]
+    failures: list[tuple[str, str]]
+    warnings: list[str]
+
+    def apply(self, ctx: _Context) -> None:
+        ctx.doc.story.extend(self.story)
+        ctx.methods.extend(self.methods)
+        ctx.cite(*self.refs)
+        ctx.failures.extend(self.failures)
+        ctx.fit_warnings.extend(self.warnings)
+
+
+def _capture(ctx: _Context, name: str, fn: Callable[[_Context], None]) -> _Delta:
+    """Run one section and take what it added back out of ``ctx`` as a :class:`_Delta`.
+
+    ``ctx.fits`` stays: a later section of the same lane reads it (``SECTION_AFTER``).
+    """
+    d = ctx.doc
+    marks = len(d.story), len(ctx.methods), len(ctx.refs), len(ctx.failures)
+    n_warn = len(ctx.fit_warnings)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _run_section(ctx, name, fn)
+    if d._headings:  # a section ends with content; a lone heading would float to the next
+        raise RuntimeError(f"report section {name!r} ended with a heading and no content")
+    delta = _Delta(d.story[marks[0]:], ctx.methods[marks[1]:], ctx.refs[marks[2]:],
+                   ctx.failures[marks[3]:],
+                   ctx.fit_warnings[n_warn:] + [str(w.message) for w in caught])
+    del d.story[marks[0]:], ctx.methods[marks[1]:], ctx.refs[marks[2]:]
+    del ctx.failures[marks[3]:], ctx.fit_warnings[n_warn:]
+    return delta
 
 
 def _run_section(ctx: _Context, name: str, fn: Callable[[_Context], None]) -> None:

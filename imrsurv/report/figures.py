@@ -88,12 +88,21 @@ class PdfFigure(Flowable):
 
     def __init__(self, data: bytes, width: float = TEXT_WIDTH) -> None:
         super().__init__()
+        self._data = data
         self._page = PdfReader(io.BytesIO(data)).pages[0]
         x0, y0, x1, y1 = (float(v) for v in self._page.mediabox)
         self._box = (x0, y0, x1, y1)
         self._scale = width / (x1 - x0)
         self.width, self.height = width, (y1 - y0) * self._scale
         self.name = "imrsurvFig" + hashlib.sha256(data).hexdigest()[:16]
+
+    def __getstate__(self) -> dict:
+        # the parsed page refers back to its reader: pickle the PDF bytes and parse again
+        return {k: v for k, v in self.__dict__.items() if k != "_page"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._page = PdfReader(io.BytesIO(self._data)).pages[0]
 
     def wrap(self, avail_width: float, avail_height: float) -> tuple[float, float]:
         return self.width, self.height
