@@ -221,3 +221,49 @@ def test_workspace_reuses_a_buffer_only_when_nothing_holds_it() -> None:
     d = ws.get("x", (3,), zero=True)
     assert id(d) == cid and not d.any()    # free: refilled (zeroed when asked)
     assert ws.get("x", (4,)).shape == (4,)
+
+
+@pytest.mark.parametrize("kw", [dict(ties="efron"),
+                                dict(ties="breslow", strata="s", weights="w", offset="off")])
+def test_one_thread_and_two_give_the_same_bits(kw: dict,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The halves of each pass are fixed, so the thread count cannot change a result."""
+    d = _large(core.FAST_MIN_ROWS + 5_000, seed=17)
+    fits = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("IMRSURV_THREADS", threads)
+        assert kernels._threads() == int(threads)
+        fits.append(fit_cox(d, "x1 + x2 + x3", start="start", stop="stop", event="event",
+                            cluster="id", **kw))
+    one, two = fits
+    assert core.use_kernels(one._pb)
+    for a, b in [(one.params, two.params), (one.cov, two.cov), (one.cov_naive, two.cov_naive),
+                 (one.loglik, two.loglik), (one._pb.index.a, two._pb.index.a),
+                 (one._pb.index.b, two._pb.index.b),
+                 (one._pb.index.death_rows, two._pb.index.death_rows)]:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_halves_run_both_calls_and_propagate_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMRSURV_THREADS", "2")
+    out = np.zeros(4)
+    kernels._halves((out.__setitem__, (slice(0, 2), 1.0)), (out.__setitem__, (slice(2, 4), 2.0)))
+    assert out.tolist() == [1.0, 1.0, 2.0, 2.0]
+
+    def fail() -> None:
+        raise RuntimeError("second half")
+
+    with pytest.raises(RuntimeError, match="second half"):
+        kernels._halves((out.fill, (0.0,)), (fail, ()))
+
+
+def test_sorted_endpoints_equal_numpy_sort_with_ties_infinities_and_nan() -> None:
+    rng = np.random.default_rng(3)
+    t = np.round(rng.uniform(0, 10, 20_001), 1)
+    t[::97] = np.inf
+    t[5::101] = -np.inf
+    t[7::113] = np.nan
+    order, ts = kernels.sorted_endpoints(t)
+    np.testing.assert_array_equal(ts, np.sort(t))
+    np.testing.assert_array_equal(t[order], ts)
+    assert np.array_equal(np.sort(order), np.arange(t.size))

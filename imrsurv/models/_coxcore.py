@@ -367,8 +367,7 @@ def _index_compiled(start: np.ndarray, stop: np.ndarray, event: np.ndarray,
     if kern is None:
         return None
     t = np.concatenate([start, stop])
-    order = np.argsort(t)
-    ts = np.sort(t)                # the values t[order], without a random gather
+    order, ts = kern.sorted_endpoints(t)
     merged = 0
     if timefix:
         y = kern.distinct_finite(ts)

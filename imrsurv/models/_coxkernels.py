@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -77,37 +78,96 @@ def _jit_fast(fn: Callable[..., Any]) -> Callable[..., Any]:
         return numba.njit(cache=False, nogil=True, fastmath=flags)(fn)
 
 
-@_jit
-def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
-                  shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
-                  b: np.ndarray, eta: np.ndarray, risk: np.ndarray, net: np.ndarray) -> None:
-    """Fill eta, exp(eta - shift) and, in ``net`` (zeros, (n_times + 1) x (1 + p)), the
-    running sums ``[S0 | S1]`` in its first n_times rows.
+def _threads() -> int:
+    """Threads for the two halves of each large pass: ``IMRSURV_THREADS`` (1 or 2), else 2
+    when this process may use two or more CPUs."""
+    env = os.environ.get("IMRSURV_THREADS", "").strip()
+    if env:
+        return 1 if env == "1" else 2
+    try:
+        return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return 2 if (os.cpu_count() or 1) >= 2 else 1
 
-    One pass over the rows scatters ``(r_i, r_i x_i)`` to entries ``a_i`` and exits
-    ``b_i`` of ``net``; then, as ``_coxcore._two_sided_cumsum``, forward running sums
-    up to the event index where half the S0 mass has accumulated and backward ones
-    after it, both in place.
+
+_POOL: list[Any] = []   # one worker thread, started on first use
+_POOL_LOCK = threading.Lock()
+
+
+def _halves(first: tuple[Callable[..., Any], tuple], second: tuple[Callable[..., Any], tuple]
+            ) -> None:
+    """Run two kernel calls that write disjoint memory, at once where two threads are allowed.
+
+    The kernels release the GIL (``nogil``); the split into halves is fixed, so the
+    results are the same bits on one thread or two.
     """
-    n, p = x.shape
-    n_times = net.shape[0] - 1
-    for i in range(n):
+    if numba is None or _threads() < 2:
+        first[0](*first[1])
+        second[0](*second[1])
+        return
+    with _POOL_LOCK:
+        if not _POOL:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="imrsurv-cox"))
+        pool = _POOL[0]
+    pending = pool.submit(second[0], *second[1])
+    try:
+        first[0](*first[1])
+    finally:
+        pending.result()
+
+
+@_jit
+def _eta_risk_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
+                   shift: np.ndarray, eta: np.ndarray, risk: np.ndarray, lo: int,
+                   hi: int) -> None:
+    """Rows ``lo:hi`` of ``eta = x beta + offset`` and ``risk = exp(eta - shift)``."""
+    p = x.shape[1]
+    for i in range(lo, hi):
         eta[i] = offset[i]
     for j in range(p):               # column by column: vectorised, x read sequentially
         bj = beta[j]
-        for i in range(n):
+        for i in range(lo, hi):
             eta[i] += x[i, j] * bj
-    for i in range(n):
+    for i in range(lo, hi):
         risk[i] = np.exp(eta[i] - shift[strata[i]])
-    for i in range(n):               # the scatter: two random rows of net per row
-        ri = risk[i] if unweighted else risk[i] * weights[i]
+
+
+@_jit
+def _scatter_into(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                  a: np.ndarray, b: np.ndarray, net: np.ndarray, klo: int, khi: int) -> None:
+    """Rows ``klo:khi`` of ``net`` (zeros): ``+(r_i, r_i x_i)`` at entries ``a_i`` and
+    ``-(r_i, r_i x_i)`` at exits ``b_i``.
+
+    Every row is read but only targets in ``klo:khi`` are written, so two calls on
+    disjoint ranges can run at once; each entry of ``net`` gets its terms in row
+    order, so the result does not depend on the split.
+    """
+    n, p = x.shape
+    for i in range(n):
         ai, bi = a[i], b[i]
-        net[ai, 0] += ri
-        net[bi, 0] -= ri
+        in_a = klo <= ai < khi
+        in_b = klo <= bi < khi
+        if not (in_a or in_b):
+            continue
+        ri = risk[i] if unweighted else risk[i] * weights[i]
+        if in_a:
+            net[ai, 0] += ri
+        if in_b:
+            net[bi, 0] -= ri
         for j in range(p):
             v = ri * x[i, j]
-            net[ai, j + 1] += v
-            net[bi, j + 1] -= v
+            if in_a:
+                net[ai, j + 1] += v
+            if in_b:
+                net[bi, j + 1] -= v
+
+
+@_jit
+def _running_split(net: np.ndarray) -> int:
+    """The event index where half the S0 mass has accumulated (``_coxcore._split``)."""
+    n_times = net.shape[0] - 1
     mass = 0.0
     acc = 0.0
     for k in range(n_times):
@@ -120,35 +180,63 @@ def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: n
         if mass2 >= half:
             split = k
             break
-    run = np.zeros(p + 1)
-    for k in range(split):                      # S_k = sum_{j <= k} net_j
-        for j in range(p + 1):
+    return split
+
+
+@_jit
+def _forward_into(net: np.ndarray, split: int) -> None:
+    """``S_k = sum_{j <= k} net_j`` in place for ``k < split``."""
+    run = np.zeros(net.shape[1])
+    for k in range(split):
+        for j in range(net.shape[1]):
             run[j] += net[k, j]
             net[k, j] = run[j]
-    run[:] = 0.0
-    prev = net[n_times].copy()                  # S_k = -sum_{j > k} net_j
-    here = np.empty(p + 1)
+
+
+@_jit
+def _backward_into(net: np.ndarray, split: int) -> None:
+    """``S_k = -sum_{j > k} net_j`` in place for ``split <= k < n_times`` (rows below
+    ``split`` are neither read nor written, so this runs beside :func:`_forward_into`)."""
+    n_times, q = net.shape[0] - 1, net.shape[1]
+    run = np.zeros(q)
+    prev = net[n_times].copy()
+    here = np.empty(q)
     for k in range(n_times - 1, split - 1, -1):
-        for j in range(p + 1):
+        for j in range(q):
             run[j] -= prev[j]
             here[j] = net[k, j]
             net[k, j] = run[j]
         prev, here = here, prev
 
 
+def _riskset_into(x: np.ndarray, beta: np.ndarray, offset: np.ndarray, strata: np.ndarray,
+                  shift: np.ndarray, weights: np.ndarray, unweighted: bool, a: np.ndarray,
+                  b: np.ndarray, eta: np.ndarray, risk: np.ndarray, net: np.ndarray) -> None:
+    """Fill eta, exp(eta - shift) and, in ``net`` (zeros, (n_times + 1) x (1 + p)), the
+    running sums ``[S0 | S1]`` in its first n_times rows.
+
+    One pass over the rows scatters ``(r_i, r_i x_i)`` to entries ``a_i`` and exits
+    ``b_i`` of ``net``; then, as ``_coxcore._two_sided_cumsum``, forward running sums
+    up to the event index where half the S0 mass has accumulated and backward ones
+    after it, both in place.  Each step runs as two halves (:func:`_halves`) whose
+    results do not depend on how they are scheduled.
+    """
+    n = x.shape[0]
+    _halves((_eta_risk_into, (x, beta, offset, strata, shift, eta, risk, 0, n // 2)),
+            (_eta_risk_into, (x, beta, offset, strata, shift, eta, risk, n // 2, n)))
+    mid = net.shape[0] // 2
+    _halves((_scatter_into, (x, risk, weights, unweighted, a, b, net, 0, mid)),
+            (_scatter_into, (x, risk, weights, unweighted, a, b, net, mid, net.shape[0])))
+    split = _running_split(net)
+    _halves((_forward_into, (net, split)), (_backward_into, (net, split)))
+
+
 @_jit
-def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
-                        unweighted: bool, xt: np.ndarray, tied_rows: np.ndarray,
-                        tied_k: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
-                        mw: np.ndarray, shift: np.ndarray, event_stratum: np.ndarray,
-                        e0: np.ndarray, e1: np.ndarray,
-                        den: np.ndarray, abar: np.ndarray, hj: np.ndarray, c1: np.ndarray,
-                        c2: np.ndarray, score_part: np.ndarray) -> float:
-    """Efron pseudo-events: fill e0, e1 (zeros), den, abar, hj, c1, c2 (zeros) and
-    ``score_part = sum_j mw_j abar_j``; return ``sum_j mw_j log den_j`` (shift added back)."""
-    k_n = s01.shape[0]
-    p = s01.shape[1] - 1
-    n_x = extra_k.size
+def _tied_sums_into(risk: np.ndarray, weights: np.ndarray, unweighted: bool, xt: np.ndarray,
+                    tied_rows: np.ndarray, tied_k: np.ndarray, e0: np.ndarray,
+                    e1: np.ndarray) -> None:
+    """``e0, e1`` (zeros): risk and risk-weighted covariates of the deaths at tied times."""
+    p = xt.shape[1]
     for t in range(tied_rows.size):
         k = tied_k[t]
         i = tied_rows[t]
@@ -156,10 +244,20 @@ def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
         e0[k] += rt
         for j in range(p):
             e1[k, j] += rt * xt[t, j]
+
+
+@_jit
+def _event_times_into(s01: np.ndarray, mw: np.ndarray, shift: np.ndarray,
+                      event_stratum: np.ndarray, den: np.ndarray, abar: np.ndarray,
+                      hj: np.ndarray, c1: np.ndarray, lo: int, hi: int,
+                      sums: np.ndarray) -> None:
+    """Event times ``lo:hi``: ``den, abar, hj, c1``; ``sums`` (p + 1) gets
+    ``sum_k mw_k abar_k`` and, last, ``sum_k mw_k log den_k`` (shift added back)."""
+    p = s01.shape[1] - 1
     logsum = 0.0
     for j in range(p):
-        score_part[j] = 0.0
-    for k in range(k_n):
+        sums[j] = 0.0
+    for k in range(lo, hi):
         d = s01[k, 0]
         den[k] = d
         inv = 1.0 / d
@@ -170,8 +268,23 @@ def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
         for j in range(p):
             ab = s01[k, j + 1] * inv
             abar[k, j] = ab
-            score_part[j] += mw[k] * ab
-    for q in range(n_x):
+            sums[j] += mw[k] * ab
+    sums[p] = logsum
+
+
+@_jit
+def _extra_events_into(s01: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
+                       mw: np.ndarray, shift: np.ndarray, event_stratum: np.ndarray,
+                       e0: np.ndarray, e1: np.ndarray, den: np.ndarray, abar: np.ndarray,
+                       hj: np.ndarray, c1: np.ndarray, c2: np.ndarray, sums: np.ndarray) -> None:
+    """The Efron pseudo-events beyond the first death of each tied time (after
+    :func:`_event_times_into`: they add to ``c1``); ``sums`` as there."""
+    k_n = s01.shape[0]
+    p = s01.shape[1] - 1
+    logsum = 0.0
+    for j in range(p):
+        sums[j] = 0.0
+    for q in range(extra_k.size):
         k = extra_k[q]
         f = extra_frac[q]
         m = mw[k_n + q]
@@ -185,61 +298,133 @@ def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
         for j in range(p):
             ab = (s01[k, j + 1] - f * e1[k, j]) / d
             abar[k_n + q, j] = ab
-            score_part[j] += m * ab
-    return logsum
+            sums[j] += m * ab
+    sums[p] = logsum
+
+
+def _pseudo_events_into(s01: np.ndarray, risk: np.ndarray, weights: np.ndarray,
+                        unweighted: bool, xt: np.ndarray, tied_rows: np.ndarray,
+                        tied_k: np.ndarray, extra_k: np.ndarray, extra_frac: np.ndarray,
+                        mw: np.ndarray, shift: np.ndarray, event_stratum: np.ndarray,
+                        e0: np.ndarray, e1: np.ndarray,
+                        den: np.ndarray, abar: np.ndarray, hj: np.ndarray, c1: np.ndarray,
+                        c2: np.ndarray, score_part: np.ndarray) -> float:
+    """Efron pseudo-events: fill e0, e1 (zeros), den, abar, hj, c1, c2 (zeros) and
+    ``score_part = sum_j mw_j abar_j``; return ``sum_j mw_j log den_j`` (shift added back).
+
+    The event times run as two halves (:func:`_halves`; the tied-death sums beside
+    the first); the three partial sums are added in a fixed order.
+    """
+    k_n = s01.shape[0]
+    p = s01.shape[1] - 1
+    parts = np.empty((3, p + 1))
+    mid = k_n // 2
+
+    def first_half() -> None:
+        _tied_sums_into(risk, weights, unweighted, xt, tied_rows, tied_k, e0, e1)
+        _event_times_into(s01, mw, shift, event_stratum, den, abar, hj, c1, 0, mid, parts[0])
+
+    _halves((first_half, ()), (_event_times_into, (s01, mw, shift, event_stratum, den, abar,
+                                                   hj, c1, mid, k_n, parts[1])))
+    _extra_events_into(s01, extra_k, extra_frac, mw, shift, event_stratum, e0, e1, den, abar,
+                       hj, c1, c2, parts[2])
+    total = (parts[0] + parts[1]) + parts[2]
+    score_part[:] = total[:p]
+    return float(total[p])
 
 
 _BLOCK = 2048     # rows per block of the information's cross-products (fits in L1/L2)
 
 
 @_jit_fast
-def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
-                 a: np.ndarray, b: np.ndarray, c1: np.ndarray, c2: np.ndarray,
-                 tied_rows: np.ndarray, tied_k: np.ndarray, abar: np.ndarray,
-                 mw: np.ndarray, cc: np.ndarray) -> np.ndarray:
-    """``X' diag(r (C[b] - C[a]) - tied correction) X - sum_j mw_j abar_j abar_j'``.
-
-    ``C`` (filled into ``cc``, n_times + 1) is the running sum of ``c1``; the tied
-    correction ``r_i c2[k_i]`` of deaths at tied times is subtracted in a second,
-    short loop.  The cross-products run over blocks of rows as vectorised dot
-    products (sums reassociated: the reason for ``fastmath`` reassociation here).
-    """
-    n, p = x.shape
-    k_n = c1.size
-    cc[0] = 0.0
-    acc = 0.0
-    for k in range(k_n):
-        acc += c1[k]
-        cc[k + 1] = acc
-    g = np.zeros((p, p))
+def _gram_rows_into(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                    a: np.ndarray, b: np.ndarray, cc: np.ndarray, lo: int, hi: int,
+                    g: np.ndarray) -> None:
+    """``g += sum_{lo <= i < hi} r_i (C[b_i] - C[a_i]) x_i x_i'`` (lower triangle), over
+    blocks of ``_BLOCK`` rows as vectorised dot products (sums reassociated: the reason
+    for ``fastmath`` reassociation here)."""
+    p = x.shape[1]
     wx = np.empty((p, _BLOCK))
-    for lo in range(0, n, _BLOCK):
-        m = min(_BLOCK, n - lo)
+    for start in range(lo, hi, _BLOCK):
+        m = min(_BLOCK, hi - start)
         for t in range(m):
-            i = lo + t
+            i = start + t
             wx[0, t] = (risk[i] if unweighted else risk[i] * weights[i]) * (cc[b[i]] - cc[a[i]])
         for j in range(p - 1, -1, -1):      # wx[j] = w x_j (row 0 holds w until last)
             for t in range(m):
-                wx[j, t] = wx[0, t] * x[lo + t, j]
+                wx[j, t] = wx[0, t] * x[start + t, j]
         for j in range(p):
             for c in range(j + 1):
                 s = 0.0
                 for t in range(m):
-                    s += wx[j, t] * x[lo + t, c]
+                    s += wx[j, t] * x[start + t, c]
                 g[j, c] += s
-    for t in range(tied_rows.size):
+
+
+@_jit
+def _cum_into(c1: np.ndarray, cc: np.ndarray) -> None:
+    cc[0] = 0.0
+    acc = 0.0
+    for k in range(c1.size):
+        acc += c1[k]
+        cc[k + 1] = acc
+
+
+@_jit_fast
+def _information_less(x: np.ndarray, risk: np.ndarray, weights: np.ndarray,
+                      unweighted: bool, c2: np.ndarray, tied_rows: np.ndarray,
+                      tied_k: np.ndarray, tlo: int, thi: int, abar: np.ndarray,
+                      mw: np.ndarray, qlo: int, qhi: int, g: np.ndarray) -> None:
+    """Subtract from ``g`` (lower triangle) the tied-death corrections ``tlo:thi`` and
+    ``sum_j mw_j abar_j abar_j'`` over pseudo-events ``qlo:qhi``."""
+    p = x.shape[1]
+    for t in range(tlo, thi):
         i = tied_rows[t]
         w = (risk[i] if unweighted else risk[i] * weights[i]) * c2[tied_k[t]]
         for j in range(p):
             v = w * x[i, j]
             for m in range(j + 1):
                 g[j, m] -= v * x[i, m]
-    for q in range(abar.shape[0]):
+    for q in range(qlo, qhi):
         m_q = mw[q]
         for j in range(p):
             v = m_q * abar[q, j]
             for m in range(j + 1):
                 g[j, m] -= v * abar[q, m]
+
+
+def _information_part(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                      a: np.ndarray, b: np.ndarray, cc: np.ndarray, lo: int, hi: int,
+                      c2: np.ndarray, tied_rows: np.ndarray, tied_k: np.ndarray, tlo: int,
+                      thi: int, abar: np.ndarray, mw: np.ndarray, qlo: int, qhi: int,
+                      g: np.ndarray) -> None:
+    _gram_rows_into(x, risk, weights, unweighted, a, b, cc, lo, hi, g)
+    _information_less(x, risk, weights, unweighted, c2, tied_rows, tied_k, tlo, thi, abar, mw,
+                      qlo, qhi, g)
+
+
+def _information(x: np.ndarray, risk: np.ndarray, weights: np.ndarray, unweighted: bool,
+                 a: np.ndarray, b: np.ndarray, c1: np.ndarray, c2: np.ndarray,
+                 tied_rows: np.ndarray, tied_k: np.ndarray, abar: np.ndarray,
+                 mw: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """``X' diag(r (C[b] - C[a]) - tied correction) X - sum_j mw_j abar_j abar_j'``.
+
+    ``C`` (filled into ``cc``, n_times + 1) is the running sum of ``c1``.  The
+    rows, the tied deaths (correction ``r_i c2[k_i]``) and the pseudo-events are each
+    split in two halves; each half's terms are summed separately (:func:`_halves`)
+    and the two sums then added, in that order whatever the number of threads.
+    """
+    n, p = x.shape
+    _cum_into(c1, cc)
+    mid = (n // 2) // _BLOCK * _BLOCK
+    tmid, qmid = tied_rows.size // 2, abar.shape[0] // 2
+    g, g2 = np.zeros((p, p)), np.zeros((p, p))
+    _halves((_information_part, (x, risk, weights, unweighted, a, b, cc, 0, mid, c2, tied_rows,
+                                 tied_k, 0, tmid, abar, mw, 0, qmid, g)),
+            (_information_part, (x, risk, weights, unweighted, a, b, cc, mid, n, c2, tied_rows,
+                                 tied_k, tmid, tied_rows.size, abar, mw, qmid, abar.shape[0],
+                                 g2)))
+    g += g2
     for j in range(p):
         for m in range(j):
             g[m, j] = g[j, m]
@@ -499,6 +684,51 @@ def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
             res[j, i] += ru[i] * (x[i, j] * c2[k] - (mh2[r, j] if r >= 0 else 0.0))
 
 
+def sorted_endpoints(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.argsort(t)`` and ``np.sort(t)``: the two halves of ``t`` sorted at once
+    (numpy's sort releases the GIL) and merged.
+
+    Equal values may come in another order than one ``np.argsort`` would give; the
+    index is built from groups of equal times, so it does not depend on that order.
+    """
+    h = t.size // 2
+    parts: list[np.ndarray] = [np.empty(0, np.int64)] * 2
+
+    def sort_part(i: int, lo: int, hi: int) -> None:
+        parts[i] = np.argsort(t[lo:hi])
+
+    _halves((sort_part, (0, 0, h)), (sort_part, (1, h, t.size)))
+    order, ts = np.empty(t.size, np.int64), np.empty(t.size)
+    _merge_into(t, parts[0], parts[1], h, order, ts)
+    return order, ts
+
+
+@_jit
+def _merge_into(t: np.ndarray, o1: np.ndarray, o2: np.ndarray, h: int, order: np.ndarray,
+                ts: np.ndarray) -> None:
+    """Merge the sorting permutations ``o1`` of ``t[:h]`` and ``o2`` of ``t[h:]``
+    (NaN last, as numpy sorts) into ``order``, and ``ts = t[order]``."""
+    i = j = q = 0
+    n1, n2 = o1.size, o2.size
+    while i < n1 and j < n2:
+        v1, v2 = t[o1[i]], t[o2[j] + h]
+        if v2 < v1 or (v1 != v1 and v2 == v2):
+            order[q], ts[q] = o2[j] + h, v2
+            j += 1
+        else:
+            order[q], ts[q] = o1[i], v1
+            i += 1
+        q += 1
+    while i < n1:
+        order[q], ts[q] = o1[i], t[o1[i]]
+        i += 1
+        q += 1
+    while j < n2:
+        order[q], ts[q] = o2[j] + h, t[o2[j] + h]
+        j += 1
+        q += 1
+
+
 @_jit
 def distinct_finite(ts: np.ndarray) -> np.ndarray:
     """The distinct finite values of the sorted array ``ts``."""
@@ -547,7 +777,12 @@ def risk_ranges(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.nda
     ev_time, ev_strat = np.empty(n_deaths), np.zeros(n_deaths, np.int64)
     dead, dk = np.empty(n_deaths, np.int64), np.empty(n_deaths, np.int64)
     a, b = np.empty(n, np.int64), np.empty(n, np.int64)
-    k, nd = _risk_ranges_into(ts, ss, order, event, upto, ev_time, ev_strat, dead, dk, a, b)
+    qmid = order.size // 2
+    k, nd, g_mid = _count_events_into(ts, ss, order, event, upto, ev_time, ev_strat, dead, dk,
+                                      qmid)
+    # the second walk writes a[i], b[i] once each: two halves of the endpoints at once
+    _halves((_ranges_into, (ts, ss, order, upto, a, b, 0, qmid, -1)),
+            (_ranges_into, (ts, ss, order, upto, a, b, qmid, order.size, g_mid)))
     return a, b, ev_time[:k], ev_strat[:k], dead[:nd], dk[:nd]
 
 
@@ -573,15 +808,16 @@ def _close_group(ts: np.ndarray, ss: np.ndarray, single: bool, q: int, has: bool
 
 
 @_jit
-def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
-                      upto: np.ndarray, ev_time: np.ndarray, ev_strat: np.ndarray,
-                      dead: np.ndarray, dk: np.ndarray, a: np.ndarray, b: np.ndarray
-                      ) -> tuple[int, int]:
-    """The walks of :func:`risk_ranges`; returns the numbers of event times and deaths."""
+def _count_events_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: np.ndarray,
+                       upto: np.ndarray, ev_time: np.ndarray, ev_strat: np.ndarray,
+                       dead: np.ndarray, dk: np.ndarray, qmid: int) -> tuple[int, int, int]:
+    """The first walk of :func:`risk_ranges`: ``upto[g]`` (event times up to group ``g``),
+    the event times and the deaths; returns the numbers of event times and deaths and
+    the group of sorted endpoint ``qmid``."""
     m_n = order.size
     n = m_n // 2
     single = ss.size == 0
-    g, k, nd, first_dead = -1, 0, 0, 0
+    g, k, nd, first_dead, g_mid = -1, 0, 0, 0, -1
     has = False
     for q in range(m_n):
         if _starts_group(ts, ss, single, q):
@@ -592,6 +828,8 @@ def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: 
                 upto[g] = k
             g += 1
             has = False
+        if q == qmid:
+            g_mid = g
         idx = order[q]
         if idx >= n and event[idx - n]:
             has = True
@@ -601,16 +839,26 @@ def _risk_ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, event: 
         k = _close_group(ts, ss, single, m_n - 1, has, ev_time, ev_strat, dead, dk,
                          first_dead, nd, k)
         upto[g] = k
-    g = -1
-    for q in range(m_n):
-        if _starts_group(ts, ss, single, q):
-            g += 1
+    return k, nd, g_mid
+
+
+@_jit
+def _ranges_into(ts: np.ndarray, ss: np.ndarray, order: np.ndarray, upto: np.ndarray,
+                 a: np.ndarray, b: np.ndarray, lo: int, hi: int, g: int) -> None:
+    """The second walk, over sorted endpoints ``lo:hi``: each row's ``a`` (event times up
+    to its start's group) and ``b`` (up to its stop's group). ``g``: the group of
+    endpoint ``lo``, or -1 when ``lo`` is 0."""
+    n = order.size // 2
+    single = ss.size == 0
+    for q in range(lo, hi):
+        if q > lo or g < 0:
+            if _starts_group(ts, ss, single, q):
+                g += 1
         idx = order[q]
         if idx < n:
             a[idx] = upto[g]
         else:
             b[idx - n] = upto[g]
-    return k, nd
 
 
 @_jit
