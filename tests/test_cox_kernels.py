@@ -267,3 +267,35 @@ def test_sorted_endpoints_equal_numpy_sort_with_ties_infinities_and_nan() -> Non
     np.testing.assert_array_equal(ts, np.sort(t))
     np.testing.assert_array_equal(t[order], ts)
     assert np.array_equal(np.sort(order), np.arange(t.size))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_starts_its_own_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child forked after a large fit (report lanes, Dask workers) inherits the executor
+    but not its thread; it must not wait on it."""
+    import signal
+    import time
+
+    monkeypatch.setenv("IMRSURV_THREADS", "2")
+    d = _large(core.FAST_MIN_ROWS + 5_000, seed=19)
+    kw = dict(start="start", stop="stop", event="event")
+    before = fit_cox(d, "x1 + x2 + x3", **kw).params.to_numpy()
+    assert kernels._POOL   # the parent's worker exists
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(60)   # a hang kills the child: the parent sees the signal
+        try:
+            same = np.array_equal(fit_cox(d, "x1 + x2 + x3", **kw).params.to_numpy(), before)
+        finally:
+            os._exit(0 if same else 3)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the parent's worker thread")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

@@ -90,8 +90,9 @@ def _threads() -> int:
         return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-_POOL: list[Any] = []   # one worker thread, started on first use
-_POOL_LOCK = threading.Lock()
+_POOL: dict[int, Any] = {}   # one worker thread per process (by pid: a forked child
+_POOL_LOCK = threading.Lock()  # inherits the executor but not its thread), started on use
+_WORKER = "imrsurv-cox"
 
 
 def _halves(first: tuple[Callable[..., Any], tuple], second: tuple[Callable[..., Any], tuple]
@@ -99,18 +100,21 @@ def _halves(first: tuple[Callable[..., Any], tuple], second: tuple[Callable[...,
     """Run two kernel calls that write disjoint memory, at once where two threads are allowed.
 
     The kernels release the GIL (``nogil``); the split into halves is fixed, so the
-    results are the same bits on one thread or two.
+    results are the same bits on one thread or two.  Called from the worker thread
+    itself (never done here, but cheap to rule out) the two run in turn.
     """
-    if numba is None or _threads() < 2:
+    if (numba is None or _threads() < 2
+            or threading.current_thread().name.startswith(_WORKER)):
         first[0](*first[1])
         second[0](*second[1])
         return
     with _POOL_LOCK:
-        if not _POOL:
+        pool = _POOL.get(os.getpid())
+        if pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="imrsurv-cox"))
-        pool = _POOL[0]
+            _POOL.clear()
+            pool = _POOL[os.getpid()] = ThreadPoolExecutor(1, thread_name_prefix=_WORKER)
     pending = pool.submit(second[0], *second[1])
     try:
         first[0](*first[1])
