@@ -822,7 +822,7 @@ def cluster_score_sums(pb: CoxProblem, st: CoxState, codes: np.ndarray) -> np.nd
     if use_kernels(pb):
         ix = pb.index
         return _kernels().cluster_score_kernel(
-            pb.x, st.risk_u, pb.weights, pb.unweighted, codes.astype(np.int64, copy=False), g,
+            pb.x, st.risk_u, pb.weights, pb.unweighted, _int_codes(codes), g,
             ix.a, ix.b, st.c1, st.c2, st.hj, st.abar, ix.extra_k,
             np.ascontiguousarray(ix.extra_frac), ix.pcount, ix.death_rows, ix.death_k,
             ix.tied_rows, ix.tied_k)
@@ -831,6 +831,12 @@ def cluster_score_sums(pb: CoxProblem, st: CoxState, codes: np.ndarray) -> np.nd
         res *= pb.weights[:, None]
     return np.column_stack([np.bincount(codes, res[:, j], minlength=g)
                             for j in range(res.shape[1])])
+
+
+def _int_codes(codes: np.ndarray) -> np.ndarray:
+    """Cluster codes as the kernel takes them: int32 or int64 as given, else int64."""
+    codes = np.asarray(codes)
+    return codes if codes.dtype in (np.int32, np.int64) else codes.astype(np.int64)
 
 
 def martingale_residuals(pb: CoxProblem, st: CoxState) -> np.ndarray:

@@ -626,7 +626,8 @@ def fit_cox(data: pd.DataFrame, formula: str, *, start: str | None = None, stop:
                    grouping={"cluster": _as_list(cluster)})
     frame, design, pb, notes = prep.frame, prep.design, prep.problem, prep.notes
     strata_cols, slabels, n_dropped = prep.strata_cols, prep.strata_labels, prep.n_dropped
-    ccodes = pd.factorize(frame[cluster])[0].astype(np.int64) if cluster else None
+    # int32 codes: at 10M rows the robust variance's memory peak is 40 MB lower
+    ccodes = pd.factorize(frame[cluster])[0].astype(np.int32) if cluster else None
     # the problem holds its own (centred) copy: free the inputs before iterating
     design = dataclasses.replace(design, matrix=np.empty((0, design.matrix.shape[1])))
     row_index = frame.index
