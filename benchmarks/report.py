@@ -4,6 +4,7 @@
     python benchmarks/report.py --old 520c15d     # the same runs beside imrsurv at 520c15d
     python benchmarks/report.py --runs 9 --old 520c15d --json /tmp/report.json
     python benchmarks/report.py --old 520c15d --split   # and where a warm build's time goes
+    python benchmarks/report.py --old 14fc7eb --serial  # and this checkout with --jobs 1
 
 Three figures per revision, each the median over ``--runs`` runs:
 
@@ -17,8 +18,13 @@ Three figures per revision, each the median over ``--runs`` runs:
 * ``warm build``: a second call in the same process, every module already
   imported (the analyses, figures and PDF alone).
 
+``--serial``: this checkout is timed a second time with ``--jobs 1`` (every section in
+one process) beside the default (two lanes where the machine allows, see
+``imrsurv/report/lanes.py``).
+
 ``--split``: one more process per revision builds the report once to warm up,
-then three times with each section, the figure conversions
+then three times (with ``--jobs 1``, so that every section runs where it is timed) with
+each section, the figure conversions
 (``figures.drawing``: savefig and embedding, summed over the report) and the
 PDF layout and write (``Document.save``) timed; medians of the three.
 
@@ -54,9 +60,9 @@ t0 = time.perf_counter()
 import imrsurv.cli
 import imrsurv.report.build
 t1 = time.perf_counter()
-imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet"])
+imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet", *sys.argv[2:]])
 t2 = time.perf_counter()
-imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet"])
+imrsurv.cli.main(["replicate", "bond2014", "--out", sys.argv[1], "--quiet", *sys.argv[2:]])
 t3 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "first build": t2 - t1, "warm build": t3 - t2,
                   "package": imrsurv.__file__}))
@@ -79,7 +85,13 @@ def timed(key, fn):
 b._run_section = timed(lambda a: "section " + a[1], b._run_section)
 figures.drawing = timed(lambda a: "figures", figures.drawing)
 pdf.Document.save = timed(lambda a: "PDF layout and write", pdf.Document.save)
-argv = ["replicate", "bond2014", "--out", sys.argv[1], "--quiet"]
+# one process (--jobs 1, where the revision has lanes), so that every section is timed here
+try:
+    import imrsurv.report.lanes  # noqa: F401
+    serial = ["--jobs", "1"]
+except ImportError:
+    serial = []
+argv = ["replicate", "bond2014", "--out", sys.argv[1], "--quiet", *serial]
 main(argv)
 times.clear()
 for _ in range(3):
@@ -107,8 +119,8 @@ def console_script() -> list[str]:
 class Revision:
     """One imrsurv to time: this checkout (``path=None``) or a worktree."""
 
-    def __init__(self, name: str, path: Path | None, work: Path):
-        self.name, self.path = name, path
+    def __init__(self, name: str, path: Path | None, work: Path, args: tuple[str, ...] = ()):
+        self.name, self.path, self.args = name, path, args
         self.dir = work / name
         self.dir.mkdir()
         self.env = dict(os.environ)
@@ -122,14 +134,14 @@ class Revision:
         out = self.dir / OUT   # relative on the command line: the same Provenance for both
         t = time.perf_counter()
         subprocess.run([*console_script(), "replicate", "bond2014", "--out", OUT,
-                        "--quiet"], check=True, cwd=self.dir, env=self.env,
+                        "--quiet", *self.args], check=True, cwd=self.dir, env=self.env,
                        stdout=subprocess.DEVNULL)
         self.times["command"].append(time.perf_counter() - t)
         self.digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
 
     def run_inprocess(self) -> None:
         out = self.dir / OUT
-        res = subprocess.run([sys.executable, "-c", INPROCESS, OUT], check=True,
+        res = subprocess.run([sys.executable, "-c", INPROCESS, OUT, *self.args], check=True,
                              cwd=self.dir, env=self.env, capture_output=True, text=True)
         got = json.loads(res.stdout.strip().splitlines()[-1])
         expected = (self.path or ROOT) / "imrsurv" / "__init__.py"
@@ -162,10 +174,14 @@ def main() -> int:
     ap.add_argument("--old", metavar="REV", help="also time imrsurv at git revision REV")
     ap.add_argument("--split", action="store_true",
                     help="also time each section, the figures and the PDF of a warm build")
+    ap.add_argument("--serial", action="store_true",
+                    help="also time this checkout with --jobs 1 (sections in one process)")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imrsurv-report-bench-") as tmp:
         revs = [Revision("new", None, Path(tmp))]
+        if args.serial:
+            revs.append(Revision("new-jobs1", None, Path(tmp), ("--jobs", "1")))
         if args.old:
             revs.append(Revision(f"old-{args.old}", worktree(args.old), Path(tmp)))
         print(f"load before: {load()}; {platform.python_version()} on {platform.machine()}")
@@ -186,17 +202,17 @@ def main() -> int:
             med = rev.medians()
             result["revisions"][rev.name] = {**{k: round(v, 3) for k, v in med.items()},
                                              "sha256": next(iter(rev.digests))}
+        others = revs[1:]
         print(f"\nmedian of {args.runs} runs (s)   " + "  ".join(f"{r.name:>14}" for r in revs)
-              + ("     new/old" if len(revs) == 2 else ""))
+              + "".join(f"  {'new/' + r.name:>18}" for r in others))
         for key in revs[0].times:
             vals = [rev.medians()[key] for rev in revs]
             line = f"{key:<28}" + "  ".join(f"{v:14.2f}" for v in vals)
-            if len(vals) == 2:
-                line += f"  {vals[0] / vals[1]:10.2f}"
+            line += "".join(f"  {vals[0] / v:18.2f}" for v in vals[1:])
             print(line)
-        if len(revs) == 2:
-            same = revs[0].digests == revs[1].digests
-            print(f"\nPDFs of the two revisions {'identical' if same else 'differ'}; "
+        if len(revs) >= 2:
+            same = all(r.digests == revs[0].digests for r in others)
+            print(f"\nPDFs of all runs {'identical' if same else 'differ'}; "
                   "each revision's PDFs identical across its runs")
             result["pdfs_identical_between_revisions"] = same
         if args.split:
