@@ -527,16 +527,14 @@ def cluster_score_kernel(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
                          tied_rows: np.ndarray, tied_k: np.ndarray) -> np.ndarray:
     """Case-weighted score residuals summed within clusters (n_clusters x p), without the
     n x p matrix of :func:`score_residual_kernel` (same terms, R ``agscore3``)."""
-    n, p = x.shape
-    k_n = c1.size
-    slot, n_tied = _tied_slots(extra_k, k_n)
+    p = x.shape[1]
     # one column of running sums at a time (p passes over the rows): a (K + 1) x p block
     # was 0.28 GB at 10M rows and 5 columns, at the fit's memory peak
-    xcum, mh2, smean = np.empty((k_n + 1, 1)), np.zeros((n_tied, p)), np.zeros((n_tied, p))
-    hcum, out = np.empty(k_n + 1), np.zeros((n_clusters, p))
-    _cluster_scores_into(x, ru, weights, unweighted, codes, a, b, c1, c2, hj, abar, extra_k,
-                         extra_frac, pcount, death_rows, death_k, tied_rows, tied_k, xcum,
-                         mh2, smean, hcum, out, slot)
+    work = _residual_work(extra_k, c1.size, p, xcum_cols=1)
+    out = np.zeros((n_clusters, p))
+    _cluster_scores_into(x, ru, weights, unweighted, codes,
+                         (a, b, extra_k, extra_frac, pcount, death_rows, death_k, tied_rows,
+                          tied_k), (c1, c2, hj, abar), work, out)
     return out
 
 
@@ -553,20 +551,29 @@ def _tied_slots(extra_k: np.ndarray, k_n: int) -> tuple[np.ndarray, int]:
     return slot, int(tied.size)
 
 
+def _residual_work(extra_k: np.ndarray, k_n: int, p: int, xcum_cols: int) -> tuple:
+    """Work arrays of the score-residual kernels: ``(slot, xcum, mh2, smean, hcum)``.
+
+    ``xcum`` (K + 1 running sums, ``xcum_cols`` columns), ``mh2`` and ``smean`` (one row
+    per tied event time, zeros; ``slot`` maps an event time to its row), ``hcum``.
+    """
+    slot, n_tied = _tied_slots(extra_k, k_n)
+    return (slot, np.empty((k_n + 1, xcum_cols)), np.zeros((n_tied, p)),
+            np.zeros((n_tied, p)), np.empty(k_n + 1))
+
+
 @_jit
 def _cluster_scores_into(x: np.ndarray, ru: np.ndarray, weights: np.ndarray,
-                         unweighted: bool, codes: np.ndarray, a: np.ndarray, b: np.ndarray,
-                         c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
-                         extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
-                         death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
-                         tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
-                         smean: np.ndarray, hcum: np.ndarray, out: np.ndarray,
-                         slot: np.ndarray) -> None:
+                         unweighted: bool, codes: np.ndarray, index: tuple, terms: tuple,
+                         work: tuple, out: np.ndarray) -> None:
     """The sums of :func:`cluster_score_kernel` into ``out`` (zeros); see
-    :func:`_score_residuals_into` for the terms and work arrays. ``xcum`` has one
-    column: the event terms are built and used one covariate at a time (each entry is
-    computed as with all columns at once, and ``out[g, j]`` gets its terms in the same
-    order)."""
+    :func:`_score_residuals_into` for ``index``, ``terms`` and ``work``. ``xcum`` has
+    one column: the event terms are built and used one covariate at a time (each entry
+    is computed as with all columns at once, and ``out[g, j]`` gets its terms in the
+    same order)."""
+    a, b, extra_k, extra_frac, pcount, death_rows, death_k, tied_rows, tied_k = index
+    c1, c2, hj, abar = terms
+    slot, xcum, mh2, smean, hcum = work
     n, p = x.shape
     for j in range(p):
         _event_terms(c1, hj, abar[:, j:j + 1], extra_k, extra_frac, pcount, xcum,
@@ -641,31 +648,28 @@ def score_residual_kernel(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.nd
                           tied_rows: np.ndarray, tied_k: np.ndarray) -> np.ndarray:
     """Score residuals as ``_coxcore.score_residuals`` (R ``agscore3``), column-major n x p."""
     n, p = x.shape
-    k_n = c1.size
-    # mh2 and smean are needed at tied event times only (elsewhere smean is abar)
-    slot, n_tied = _tied_slots(extra_k, k_n)
-    xcum, mh2, smean = np.empty((k_n + 1, p)), np.zeros((n_tied, p)), np.zeros((n_tied, p))
-    hcum, res = np.empty(k_n + 1), np.empty((p, n))
-    _score_residuals_into(x, ru, a, b, c1, c2, hj, abar, extra_k, extra_frac, pcount,
-                          death_rows, death_k, tied_rows, tied_k, xcum, mh2, smean, hcum, res,
-                          slot)
+    res = np.empty((p, n))
+    _score_residuals_into(x, ru, (a, b, extra_k, extra_frac, pcount, death_rows, death_k,
+                                  tied_rows, tied_k), (c1, c2, hj, abar),
+                          _residual_work(extra_k, c1.size, p, xcum_cols=p), res)
     return res.T
 
 
 @_jit
-def _score_residuals_into(x: np.ndarray, ru: np.ndarray, a: np.ndarray, b: np.ndarray,
-                          c1: np.ndarray, c2: np.ndarray, hj: np.ndarray, abar: np.ndarray,
-                          extra_k: np.ndarray, extra_frac: np.ndarray, pcount: np.ndarray,
-                          death_rows: np.ndarray, death_k: np.ndarray, tied_rows: np.ndarray,
-                          tied_k: np.ndarray, xcum: np.ndarray, mh2: np.ndarray,
-                          smean: np.ndarray, hcum: np.ndarray, res: np.ndarray,
-                          slot: np.ndarray) -> None:
-    """Fill ``res`` (p x n) with the score residuals; the other outputs are work arrays.
+def _score_residuals_into(x: np.ndarray, ru: np.ndarray, index: tuple, terms: tuple,
+                          work: tuple, res: np.ndarray) -> None:
+    """Fill ``res`` (p x n) with the score residuals.
 
-    Per event time: ``xhaz = sum_j hj abar_j`` (accumulated into ``xcum[k + 1]``),
-    ``mh2 = sum_j hj f_j abar_j`` (``mh2`` zeros on entry), ``smean = mean_j abar_j``;
-    then ``xcum`` and ``hcum`` are running sums with a leading zero row.
+    ``index``: the risk-set index arrays ``(a, b, extra_k, extra_frac, pcount,
+    death_rows, death_k, tied_rows, tied_k)``; ``terms``: the evaluation's ``(c1, c2,
+    hj, abar)``; ``work``: :func:`_residual_work`. Per event time: ``xhaz = sum_j hj
+    abar_j`` (accumulated into ``xcum[k + 1]``), ``mh2 = sum_j hj f_j abar_j``,
+    ``smean = mean_j abar_j``; then ``xcum`` and ``hcum`` are running sums with a
+    leading zero row.
     """
+    a, b, extra_k, extra_frac, pcount, death_rows, death_k, tied_rows, tied_k = index
+    c1, c2, hj, abar = terms
+    slot, xcum, mh2, smean, hcum = work
     n, p = x.shape
     _event_terms(c1, hj, abar, extra_k, extra_frac, pcount, xcum, mh2, smean, hcum, slot)
     for i in range(n):

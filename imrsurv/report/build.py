@@ -32,41 +32,13 @@ from . import figures, lanes, panel_markov_section, section_causes, section_pred
 from .bondcheck import PUBLISHED, compare
 from .pdf import TEXT_WIDTH, Document
 from .provenance import input_table, versions
+from .references import REFERENCES
 from .spec import ReportSpec, load_spec
 
 # failures a section may meet on small or degenerate data; they are reported in the PDF
 NUMERICAL_FAILURES = (np.linalg.LinAlgError, FloatingPointError)
 # |coef| beyond this is treated as diverging when the fit does not say (monotone likelihood)
 DIVERGING_COEF = 15.0
-
-REFERENCES = {
-    "AG": "Andersen PK, Gill RD (1982). Cox's regression model for counting processes: a large "
-          "sample study. Annals of Statistics 10:1100-1120.",
-    "PWP": "Prentice RL, Williams BJ, Peterson AV (1981). On the regression analysis of "
-           "multivariate failure time data. Biometrika 68:373-379.",
-    "WLW": "Wei LJ, Lin DY, Weissfeld L (1989). Regression analysis of multivariate incomplete "
-           "failure time data by modeling marginal distributions. JASA 84:1065-1073.",
-    "LW": "Lin DY, Wei LJ (1989). The robust inference for the Cox proportional hazards model. "
-          "JASA 84:1074-1078.",
-    "AJ": "Aalen OO, Johansen S (1978). An empirical transition matrix for non-homogeneous Markov "
-          "chains based on censored observations. Scand J Statist 5:141-150.",
-    "LN": "Lawless JF, Nadeau C (1995). Some simple robust methods for the analysis of recurrent "
-          "events. Technometrics 37:158-168.",
-    "KM": "Kaplan EL, Meier P (1958). Nonparametric estimation from incomplete observations. "
-          "JASA 53:457-481.",
-    "GT": "Grambsch PM, Therneau TM (1994). Proportional hazards tests and diagnostics based on "
-          "weighted residuals. Biometrika 81:515-526.",
-    "DT": "Singer JD, Willett JB (1993). It's about time: using discrete-time survival analysis to "
-          "study duration and the timing of events. J Educ Stat 18:155-195.",
-    "FIRTH": "Heinze G, Schemper M (2001). A solution to the problem of monotone likelihood in "
-             "Cox regression. Biometrics 57:114-119.",
-    "BOND": "Bond GR, Drake RE, McHugo GJ, Peterson AE, Jones AM, Williams J (2014). Long-term "
-            "sustainability of evidence-based practices in community mental health agencies. "
-            "Adm Policy Ment Health 41:228-236.",
-    **panel_markov_section.REFS,
-    **section_causes.REFERENCES,
-    **section_predictions.REFERENCES,
-}
 
 
 @dataclass

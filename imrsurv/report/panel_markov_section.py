@@ -18,12 +18,7 @@ import numpy as np
 import pandas as pd
 
 TITLE = "Status seen at interviews: continuous-time Markov model"
-REFS = {
-    "KL": "Kalbfleisch JD, Lawless JF (1985). The analysis of panel data under a Markov "
-          "assumption. J Am Stat Assoc 80:863-871.",
-    "MSM": "Jackson CH (2011). Multi-state models for panel data: the msm package for R. "
-           "J Stat Softw 38(8):1-29.",
-}
+REFS = ("KL", "MSM")  # keys of .references.REFERENCES this section cites
 
 
 def check_waves(files: dict) -> None:

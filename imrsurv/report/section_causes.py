@@ -19,16 +19,6 @@ from ..errors import DataError
 TITLE = "Causes of discontinuation"
 MIN_EVENTS = 5  # a Fine-Gray model is fitted for causes with at least this many first events
 
-REFERENCES = {
-    "GRAY": "Gray RJ (1988). A class of K-sample tests for comparing the cumulative incidence "
-            "of a competing risk. Annals of Statistics 16:1141-1154.",
-    "FG": "Fine JP, Gray RJ (1999). A proportional hazards model for the subdistribution of a "
-          "competing risk. JASA 94:496-509.",
-    "GESKUS": "Geskus RB (2011). Cause-specific cumulative incidence estimation and the Fine "
-              "and Gray model under both left truncation and right censoring. Biometrics "
-              "67:39-49.",
-}
-
 
 def section_causes(ctx: Any) -> None:
     """Add the causes pages to ``ctx.doc`` (a report ``_Context``)."""

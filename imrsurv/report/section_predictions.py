@@ -32,15 +32,6 @@ from ..errors import DataError
 TITLE = "Predicted trajectories with uncertainty"
 DERIVED = ("recent_leader_change", "leader_changes")
 
-REFERENCES = {
-    "HUNTER": "Hunter SB, Han B, Slaughter ME, Godley SH, Garner BR (2015). Associations between "
-              "implementation characteristics and evidence-based practice sustainment: a study "
-              "of the Adolescent Community Reinforcement Approach. Implementation Science 10:173.",
-    "ANDERSEN": "Andersen PK, Borgan O, Gill RD, Keiding N (1993). Statistical Models Based on "
-                "Counting Processes. Springer (state occupation from transition models; "
-                "product integral).",
-}
-
 
 def section(ctx: Any) -> None:
     """Add the predictions pages to ``ctx.doc`` (a report ``_Context``)."""
